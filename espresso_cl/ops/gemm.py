@@ -1,0 +1,49 @@
+"""Launchers of kernels/bgemm.cl and kernels/fgemm.cl."""
+
+from __future__ import annotations
+
+from ..tensor import Tensor
+from .launch import launch
+
+
+def _grid(params: dict, m: int, n: int):
+    bm, bn = params["WG_M"] * params["TM"], params["WG_N"] * params["TN"]
+    global_size = (-(-n // bn) * params["WG_N"], -(-m // bm) * params["WG_M"])
+    return global_size, (params["WG_N"], params["WG_M"])
+
+
+def bgemm(a: Tensor, b: Tensor) -> Tensor:
+    """XNOR-popcount GEMM: bits a (M, K) and bits b (N, K) -> int32 (M, N) = a @ b.T over +-1.
+
+    a and b must share the packed row layout (same K and segment).
+    """
+    if a.kind != "bits" or b.kind != "bits":
+        raise TypeError(f"bgemm takes packed bits, got {a.kind} and {b.kind}")
+    if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != b.shape[1] or a.segment != b.segment:
+        raise ValueError(f"bgemm shapes do not match: a {a.shape} (segment {a.segment}), "
+                         f"b {b.shape} (segment {b.segment})")
+    runtime = a.runtime
+    (m, k), n = a.shape, b.shape[0]
+    words32 = a.storage_shape[1]
+    span = runtime.params.words32
+    defines = dict(runtime.params.family("bgemm"), WORD_BITS=runtime.params.word_bits)
+    out = Tensor(runtime, (m, n), "int32")
+    global_size, local_size = _grid(defines, m, n)
+    launch(runtime, "bgemm.cl", "bgemm", defines, global_size, local_size,
+           m, n, words32 // span, k, a, b, out)
+    return out
+
+
+def fgemm(a: Tensor, b: Tensor) -> Tensor:
+    """float32 a (M, K) and b (N, K) -> float32 (M, N) = a @ b.T."""
+    if a.kind != "float32" or b.kind != "float32":
+        raise TypeError(f"fgemm takes float32, got {a.kind} and {b.kind}")
+    if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"fgemm shapes do not match: a {a.shape}, b {b.shape}")
+    runtime = a.runtime
+    (m, k), n = a.shape, b.shape[0]
+    defines = runtime.params.family("fgemm")
+    out = Tensor(runtime, (m, n), "float32")
+    global_size, local_size = _grid(defines, m, n)
+    launch(runtime, "fgemm.cl", "fgemm", defines, global_size, local_size, m, n, k, a, b, out)
+    return out

@@ -1,0 +1,51 @@
+"""Launching kernels: argument conversion, NDRange rounding and optional per-kernel timing.
+
+``ESPRESSO_PROFILE=1`` makes every launch wait for its kernel and record its time in
+:data:`kernel_times` (name -> list of seconds); off by default, since it serialises the queue.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from ..tensor import Tensor
+
+PROFILE = os.environ.get("ESPRESSO_PROFILE", "") not in ("", "0")
+kernel_times: dict[str, list[float]] = defaultdict(list)
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _arg(value):
+    if isinstance(value, Tensor):
+        return value.buffer
+    if isinstance(value, (bool, np.bool_)):
+        return np.int32(int(value))
+    if isinstance(value, (int, np.integer)):
+        if not -2**31 <= int(value) < 2**31:
+            raise OverflowError(f"kernel argument {value} does not fit an int32")
+        return np.int32(value)
+    if isinstance(value, (float, np.floating)):
+        return np.float32(value)
+    return value
+
+
+def launch(runtime, filename: str, name: str, defines: dict | None, global_size, local_size, *args):
+    """Enqueue kernel ``name`` of ``kernels/<filename>`` (built with ``defines``) on the runtime's queue."""
+    kernel = runtime.kernel(filename, name, defines)
+    global_size = tuple(int(g) for g in global_size)
+    local_size = None if local_size is None else tuple(int(l) for l in local_size)
+    if local_size is not None:
+        global_size = tuple(round_up(g, l) for g, l in zip(global_size, local_size))
+    start = time.perf_counter()
+    event = kernel(runtime.queue, global_size, local_size, *[_arg(a) for a in args])
+    if PROFILE:
+        event.wait()
+        kernel_times[name].append(time.perf_counter() - start)
+    return event

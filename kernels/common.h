@@ -1,0 +1,36 @@
+/* espresso_cl binary conventions, written once.
+ *
+ *  - sign(x) = +1 for x >= 0 (sign(0) = +1), -1 otherwise.
+ *  - A set bit means +1, a clear bit means -1.
+ *  - Packing runs along the innermost (channel) axis of NHWC data: channel c of a
+ *    pixel is bit (c % 32) of 32-bit word (c / 32), least significant bit first.
+ *  - Each packed row (one pixel's channels, or one dense input vector) is padded to
+ *    a whole number of 64-bit words (an even number of 32-bit words). Pad bits are 0
+ *    in activations and in weights alike, so they XOR to 0 and never reach a popcount:
+ *    dot(a, w) = K - 2 * popcount(a ^ w) with K the true length.
+ *  - On little-endian devices two consecutive 32-bit words read as one 64-bit word
+ *    hold the same bits in the same order, so a kernel may use either word width
+ *    on the same buffer (WORD_BITS).
+ */
+#ifndef ESPRESSO_COMMON_H
+#define ESPRESSO_COMMON_H
+
+#ifndef WORD_BITS
+#define WORD_BITS 32
+#endif
+
+#if WORD_BITS == 64
+typedef ulong word_t;
+#elif WORD_BITS == 32
+typedef uint word_t;
+#else
+#error "WORD_BITS must be 32 or 64"
+#endif
+
+/* 32-bit words per word_t. */
+#define WORD_SPAN (WORD_BITS / 32)
+
+/* popcount of a word_t as an int (OpenCL 1.2 popcount keeps the argument's type). */
+#define POPC(x) ((int)popcount(x))
+
+#endif
