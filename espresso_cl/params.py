@@ -1,6 +1,7 @@
 """Per-device tuning parameters, as data.
 
-Each profile maps a kernel family to the ``#define`` values its ``.cl`` file takes. The
+Each profile maps a kernel family (the stem of its ``kernels/<family>.cl`` file) to the
+``#define`` values that file takes; ``WORD_BITS`` is added to every family. The
 runtime picks a profile from the device (GPU, CPU, simulator); ``ESPRESSO_PARAMS=<profile>``
 forces one, so that, for example, the GPU configuration runs on the PoCL CPU device in tests.
 The values are part of every program's cache key, because they are prepended to the source.
@@ -16,14 +17,15 @@ PARAMS_ENV_VAR = "ESPRESSO_PARAMS"
 
 @dataclass(frozen=True)
 class Params:
-    """A named set of tuning parameters; ``family(name)`` gives one kernel family's defines."""
+    """A named set of tuning parameters; ``defines(family)`` gives one kernel file's defines."""
 
     name: str
     word_bits: int
     families: dict = field(default_factory=dict)
 
-    def family(self, name: str) -> dict:
-        return dict(self.families.get(name, {}))
+    def defines(self, family: str) -> dict:
+        """The ``#define``s for ``kernels/<family>.cl`` (the file's own defaults fill the rest)."""
+        return dict(self.families.get(family, {}), WORD_BITS=self.word_bits)
 
     @property
     def words32(self) -> int:

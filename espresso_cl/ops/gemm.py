@@ -26,7 +26,7 @@ def bgemm(a: Tensor, b: Tensor) -> Tensor:
     (m, k), n = a.shape, b.shape[0]
     words32 = a.storage_shape[1]
     span = runtime.params.words32
-    defines = dict(runtime.params.family("bgemm"), WORD_BITS=runtime.params.word_bits)
+    defines = runtime.params.defines("bgemm")
     out = Tensor(runtime, (m, n), "int32")
     global_size, local_size = _grid(defines, m, n)
     launch(runtime, "bgemm.cl", "bgemm", defines, global_size, local_size,
@@ -42,7 +42,7 @@ def fgemm(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(f"fgemm shapes do not match: a {a.shape}, b {b.shape}")
     runtime = a.runtime
     (m, k), n = a.shape, b.shape[0]
-    defines = runtime.params.family("fgemm")
+    defines = runtime.params.defines("fgemm")
     out = Tensor(runtime, (m, n), "float32")
     global_size, local_size = _grid(defines, m, n)
     launch(runtime, "fgemm.cl", "fgemm", defines, global_size, local_size, m, n, k, a, b, out)
