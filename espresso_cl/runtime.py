@@ -33,6 +33,11 @@ ENV_VAR = "ESPRESSO_DEVICE"
 # OpenCL C 1.2 everywhere: it is what NVIDIA's OpenCL driver guarantees.
 BUILD_OPTIONS = ("-cl-std=CL1.2",)
 
+# Device quirks, by kind. Oclgrind 21.10's uninitialized-memory checker aborts on LLVM's
+# `freeze` instruction ("Unsupported instruction: freeze"), which its optimizer emits for
+# an index split into quotient and remainder; unoptimized code checks the same semantics.
+EXTRA_BUILD_OPTIONS = {"oclgrind": ("-cl-opt-disable",)}
+
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
 
 
@@ -210,7 +215,8 @@ class Runtime:
         for attempt in range(3):
             text = source if attempt == 0 else f"{source}\n/* espresso_cl rebuild {attempt} */\n"
             try:
-                program = cl.Program(self.context, text).build(options=list(BUILD_OPTIONS))
+                options = list(BUILD_OPTIONS) + list(EXTRA_BUILD_OPTIONS.get(self.kind, ()))
+                program = cl.Program(self.context, text).build(options=options)
             except cl.RuntimeError as exc:
                 raise KernelBuildError(f"building kernels/{filename} for {self.describe()} failed:\n{exc}") from exc
             if program.get_info(cl.program_info.NUM_KERNELS) > 0:
