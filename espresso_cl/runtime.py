@@ -165,6 +165,7 @@ class Runtime:
     """An OpenCL device with its context, in-order queue, tuning parameters and program cache."""
 
     device: cl.Device
+    params: object = None  # a params.Params; None picks the device's profile
     context: cl.Context = field(init=False)
     queue: cl.CommandQueue = field(init=False)
     _programs: dict = field(init=False, default_factory=dict)
@@ -173,9 +174,10 @@ class Runtime:
     def __post_init__(self):
         self.context = cl.Context([self.device])
         self.queue = cl.CommandQueue(self.context)
-        from .params import params_for  # params depends on runtime's device helpers
+        if self.params is None:
+            from .params import params_for  # params imports this module's device helpers
 
-        self.params = params_for(self.device)
+            self.params = params_for(self.device)
 
     @property
     def kind(self) -> str:
