@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tensor import packed_words
+from ..layout import packed_words
 
 
 def sign(x: np.ndarray) -> np.ndarray:
