@@ -1,0 +1,205 @@
+"""Sequential models: build, parameters, predict on NumPy arrays, summary."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import layers as L
+from . import ops
+from .plan import MODES, compile_plan, rows_view
+from .runtime import get_runtime
+from .tensor import Tensor
+
+INPUT_DTYPES = ("uint8", "float32")
+
+
+class Sequential:
+    """A chain of layers with a fixed per-sample input shape and dtype.
+
+    ``input_dtype='uint8'`` takes 8-bit pixels (a binary first layer reads them by bit planes,
+    exactly); ``'float32'`` takes real values. Shapes are checked when the model is made, so
+    layers that do not chain fail here, naming the layer.
+    """
+
+    def __init__(self, layers, input_shape, input_dtype: str = "float32", runtime=None):
+        if input_dtype not in INPUT_DTYPES:
+            raise ValueError(f"input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}")
+        self.layers = list(layers)
+        if not self.layers:
+            raise ValueError("a model needs at least one layer")
+        for layer in self.layers:
+            if not isinstance(layer, L.Layer):
+                raise TypeError(f"expected layers, got {type(layer).__name__}")
+        self.input_shape = tuple(int(s) for s in input_shape)
+        if not self.input_shape or min(self.input_shape) < 1:
+            raise ValueError(f"input_shape must be positive sizes, got {input_shape!r}")
+        self.input_dtype = input_dtype
+        self._runtime = runtime
+        self._plans: dict = {}
+        self._name_layers()
+        spec = L.Spec(self.input_shape, self._input_kind)
+        for layer in self.layers:
+            spec = layer.build(spec)
+        self.output_spec = spec
+
+    def _name_layers(self):
+        seen = set()
+        for index, layer in enumerate(self.layers):
+            if layer.name is None:
+                layer.name = f"{index}_{layer.type_name}"
+            if layer.name in seen:
+                raise ValueError(f"two layers are named {layer.name!r}")
+            seen.add(layer.name)
+
+    # -- parameters ----------------------------------------------------------------------
+    @property
+    def runtime(self):
+        if self._runtime is None:
+            self._runtime = get_runtime()
+        return self._runtime
+
+    def layer(self, name: str) -> L.Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no layer named {name!r}; layers: {[l.name for l in self.layers]}")
+
+    def initialize(self, seed: int = 0) -> "Sequential":
+        """Random parameters in every layer (for timing and tests); returns self."""
+        rng = np.random.default_rng(seed)
+        for layer in self.layers:
+            layer.initialize(rng)
+        self._plans.clear()
+        return self
+
+    def set_params(self, layer_name: str, **arrays) -> None:
+        """Set real-valued parameters of one layer (binary weights keep only their signs)."""
+        self.layer(layer_name).set_params(**arrays)
+        self._plans.clear()
+
+    def params(self) -> dict:
+        """``'layer.param'`` -> stored array (binary weights as packed uint32 words)."""
+        return {f"{layer.name}.{key}": value for layer in self.layers for key, value in layer.params().items()}
+
+    def load_stored_params(self, stored: dict) -> None:
+        """Inverse of :meth:`params`: every parameter from its stored form, checked by name and shape."""
+        expected = {f"{layer.name}.{key}": (layer, key, shape, dtype)
+                    for layer in self.layers for key, (shape, dtype) in layer.stored_shapes().items()}
+        missing = sorted(set(expected) - set(stored))
+        extra = sorted(set(stored) - set(expected))
+        if missing or extra:
+            raise KeyError(f"parameters do not match the model: missing {missing}, unexpected {extra}")
+        for full, (layer, key, shape, dtype) in expected.items():
+            array = np.asarray(stored[full])
+            if array.shape != shape or array.dtype != dtype:
+                raise ValueError(f"parameter {full!r}: expected {np.dtype(dtype).name} {shape}, "
+                                 f"got {array.dtype.name} {array.shape}")
+            if dtype == np.float32 and not np.all(np.isfinite(array)):
+                raise ValueError(f"parameter {full!r} holds NaN or infinity")
+            layer.load_stored(key, array)
+        self._plans.clear()
+
+    # -- running ---------------------------------------------------------------------------
+    def _plan(self, mode: str):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        plan = self._plans.get(mode)
+        if plan is None:
+            missing = {l.name: l.missing_params() for l in self.layers if l.missing_params()}
+            if missing:
+                raise RuntimeError(f"parameters not set: {missing}; call set_params() or initialize()")
+            plan = compile_plan(self.runtime, self.layers, self._input_kind, mode)
+            self._plans[mode] = plan
+        return plan
+
+    @property
+    def _input_kind(self) -> str:
+        return "uint8" if self.input_dtype == "uint8" else "float"
+
+    def _check_input(self, x) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"input must be a NumPy array, got {type(x).__name__}")
+        if x.ndim != len(self.input_shape) + 1 or tuple(x.shape[1:]) != self.input_shape:
+            hint = " (add a batch axis: x[None])" if tuple(x.shape) == self.input_shape else ""
+            raise ValueError(f"input shape {x.shape} does not match (batch,) + {self.input_shape}{hint}")
+        if x.shape[0] == 0:
+            raise ValueError("input batch is empty")
+        if self.input_dtype == "uint8":
+            if x.dtype != np.uint8:
+                raise TypeError(f"this model takes uint8 pixels (0..255), got dtype {x.dtype}")
+            return np.ascontiguousarray(x)
+        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+            raise TypeError(f"this model takes real numbers, got dtype {x.dtype}")
+        x = np.ascontiguousarray(x, np.float32)
+        if not np.all(np.isfinite(x)):
+            raise ValueError("input holds NaN or infinity")
+        return x
+
+    def _run(self, x: np.ndarray, mode: str, batch_size: int, finish):
+        x = self._check_input(x)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        plan = self._plan(mode)
+        outputs = []
+        for start in range(0, len(x), int(batch_size)):
+            chunk = x[start:start + int(batch_size)]
+            upload = chunk if plan.input_kind == "uint8" else chunk.astype(np.float32)
+            out = plan.run(Tensor.from_numpy(self.runtime, upload, plan.input_kind))
+            outputs.append(finish(out, plan))
+        return np.concatenate(outputs)
+
+    def predict(self, x: np.ndarray, mode: str = "binary", batch_size: int = 256) -> np.ndarray:
+        """Forward ``x`` (batch, *input_shape) and return the last layer's output as NumPy.
+
+        Real outputs come back float32, integer accumulators int32, +-1 values float32.
+        ``mode='float'`` runs the same network in float32 (the same-device baseline).
+        Intermediates stay on the device; only the input and the output cross.
+        """
+        return self._run(x, mode, batch_size, self._download)
+
+    def predict_classes(self, x: np.ndarray, mode: str = "binary", batch_size: int = 256) -> np.ndarray:
+        """Index of the largest output per sample (first on ties), as int32 (batch,)."""
+        if len(self.output_spec.shape) != 1:
+            raise ValueError(f"predict_classes needs a flat output, the model gives {self.output_spec.shape}")
+        return self._run(x, mode, batch_size, self._argmax)
+
+    def _as_float(self, out: Tensor) -> Tensor:
+        if out.kind == "float32":
+            return out
+        if out.kind == "bits":
+            return ops.unpack_sign(rows_view(out)).reshape(out.shape)
+        channels = out.shape[-1]
+        ones = Tensor.from_numpy(self.runtime, np.ones(channels, np.float32), "float32")
+        zeros = Tensor.from_numpy(self.runtime, np.zeros(channels, np.float32), "float32")
+        return ops.affine(out, ones, zeros)
+
+    def _download(self, out: Tensor, plan) -> np.ndarray:
+        if out.kind == "float32" and plan.output_kind == "int":
+            return np.rint(out.numpy()).astype(np.int32)  # float mode: exact integers
+        if out.kind == "int32":
+            return out.numpy()
+        return self._as_float(out).numpy()
+
+    def _argmax(self, out: Tensor, plan) -> np.ndarray:
+        return ops.argmax(self._as_float(out)).numpy()
+
+    # -- reporting --------------------------------------------------------------------------
+    def summary(self, file=None) -> str:
+        """A table of layers: output shape, value kind, parameter bytes stored vs float32."""
+        rows = [("layer", "output", "kind", "params stored", "as float32")]
+        total_stored = total_float = 0
+        for layer in self.layers:
+            stored, as_float = layer.param_bytes()
+            total_stored += stored
+            total_float += as_float
+            spec = layer.output_spec
+            rows.append((layer.name, str((None,) + spec.shape), spec.kind, f"{stored:,}", f"{as_float:,}"))
+        ratio = f"{total_float / total_stored:.1f}x smaller" if total_stored else "-"
+        rows.append(("total", "", "", f"{total_stored:,}", f"{total_float:,}  ({ratio})"))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        lines.insert(len(lines) - 1, "-" * len(lines[0]))
+        text = "\n".join(lines)
+        print(text, file=file)
+        return text
