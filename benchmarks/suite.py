@@ -1,0 +1,116 @@
+"""The benchmark run: modes, the devices and baselines under test, and the result document."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+
+from . import gemm, networks, system
+from .case import Case, run_case
+from .timing import Settings, progress
+
+FAMILIES = ("gemm", "mlp", "cnn")
+SCHEMA = "espresso_cl.benchmarks/1"
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    settings: Settings
+    note: str
+
+
+MODES = {
+    "quick": Mode("quick", Settings(repeats=3, min_repeats=2, budget_s=2.0, max_call_s=10.0, min_sample_s=0.005,
+                                    settle_s=0.05),
+                  "quick mode: small shapes and networks scaled down (MLP hidden 1024; CNN widths 32/64/128, "
+                  "dense 256) for CI; not the paper's sizes and not for quoting"),
+    "full": Mode("full", Settings(repeats=7, min_repeats=3, budget_s=30.0, max_call_s=60.0, min_sample_s=0.05,
+                                   settle_s=0.1),
+                 "full mode: BinaryNet's MLP and CNN at their real sizes, GEMMs up to 4096^3"),
+}
+
+
+class Suite:
+    """One run: machine description, devices and baselines, and the result of every case."""
+
+    def __init__(self, mode: Mode, repeats: int | None = None):
+        settings = mode.settings
+        if repeats is not None:
+            if repeats < 1:
+                raise ValueError(f"--repeats must be >= 1, got {repeats}")
+            settings = replace(settings, repeats=repeats, min_repeats=min(settings.min_repeats, repeats))
+        self.mode, self.settings = mode, settings
+        self.started = time.time()
+        self.machine = system.machine_info()
+        self.torch, self.torch_missing = system.load_torch()
+        self.devices = system.devices_under_test()
+        self.history: dict = {}
+        self.results: list = []
+        self._announce()
+
+    def _announce(self) -> None:
+        progress(f"espresso_cl benchmarks, {self.mode.note}")
+        progress(f"CPU: {self.machine['cpu_model']}, {self.machine['cores']} usable core(s)")
+        for device in self.devices:
+            progress(f"device {device.key}: {device.runtime.describe()}")
+        numpy_info = system.numpy_info()
+        progress(f"NumPy {numpy_info['version']}: {numpy_info['blas']}, threads {numpy_info['threads']}")
+        if self.torch is None:
+            progress(self.torch_missing)
+        else:
+            progress(f"PyTorch {self.torch.__version__}: {self.torch.get_num_threads()} threads")
+
+    def run(self, case: Case) -> dict:
+        record = run_case(case, self.settings, {d.key: d for d in self.devices}, self.history)
+        self.results.append(record)
+        return record
+
+    def run_families(self, families) -> None:
+        for family in families:
+            made = (gemm.cases(self.mode.name, self.devices, self.torch) if family == "gemm"
+                    else networks.cases(family, self.mode.name, self.devices, self.torch))
+            for case in made:
+                self.run(case)
+
+    @property
+    def all_passed(self) -> bool:
+        return all(r["check"]["passed"] for r in self.results)
+
+    def notes(self) -> list:
+        notes = [self.mode.note]
+        coretype = os.environ.get("OPENBLAS_CORETYPE")
+        if coretype:
+            notes.append(f"OPENBLAS_CORETYPE={coretype} is set: it overrides OpenBLAS's kernel choice "
+                         f"and can slow the NumPy baseline")
+        load = self.machine["load_average_at_start"]
+        if load and load[0] > 0.5 * self.machine["cores"]:
+            notes.append(f"the machine was busy when the run started (1-minute load average {load[0]:.1f} "
+                         f"on {self.machine['cores']} cores): timings are noisy, re-run on a quiet machine")
+        if self.torch is None:
+            notes.append(self.torch_missing)
+        if not self.devices:
+            notes.append("no OpenCL device under test")
+        return notes
+
+    def summary(self) -> dict:
+        """Everything as one JSON-ready document."""
+        machine = dict(self.machine)
+        if hasattr(os, "getloadavg"):
+            machine["load_average_at_end"] = list(os.getloadavg())
+        return {
+            "schema": SCHEMA,
+            "mode": self.mode.name,
+            "started_utc": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(),
+            "elapsed_s": time.time() - self.started,
+            "settings": asdict(self.settings),
+            "machine": machine,
+            "devices": [d.describe() for d in self.devices],
+            "baselines": {"numpy": system.numpy_info(),
+                          "torch": system.torch_info(self.torch) or {"missing": self.torch_missing}},
+            "notes": self.notes(),
+            "all_checks_passed": self.all_passed,
+            "results": self.results,
+        }
