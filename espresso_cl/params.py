@@ -37,21 +37,37 @@ def _gemm(tm, tn, wg_m, wg_n, use_local, tk):
     return {"TM": tm, "TN": tn, "WG_M": wg_m, "WG_N": wg_n, "USE_LOCAL": use_local, "TK": tk}
 
 
+def _conv(tp, toc, wg_p, wg_oc, **local):
+    """Window kernels: TP pixels x TOC channels per work-item, WG_OC x WG_P work-items."""
+    return {"TP": tp, "TOC": toc, "WG_P": wg_p, "WG_OC": wg_oc, **local}
+
+
 PROFILES = {
     # PoCL and other CPU runtimes: 64-bit words, register blocks, caches instead of local memory.
     "cpu": Params("cpu", 64, {
         "bgemm": _gemm(4, 4, 1, 8, 0, 16),
         "fgemm": _gemm(4, 4, 1, 8, 0, 16),
+        "bconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0),
+        "fconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0),
+        "bitplane": _conv(4, 4, 1, 8),
     }),
     # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items.
     "gpu": Params("gpu", 32, {
         "bgemm": _gemm(4, 4, 16, 16, 1, 16),
         "fgemm": _gemm(4, 4, 16, 16, 1, 16),
+        "bconv2d": _conv(4, 4, 16, 16, USE_LOCAL=1, TK=16),
+        "fconv2d": _conv(4, 4, 16, 16, USE_LOCAL=1, TK=16),
+        # 2 x 4 blocks keep bitplane_conv2d under 64 registers on sm_80 (4 x 4 took 95: 31%
+        # occupancy); 4 channels per work-item share each pixel's plane popcounts.
+        "bitplane": _conv(2, 4, 16, 16),
     }),
     # Anything else: small work-groups that every OpenCL 1.2 device accepts.
     "generic": Params("generic", 32, {
         "bgemm": _gemm(2, 2, 4, 4, 0, 8),
         "fgemm": _gemm(2, 2, 4, 4, 0, 8),
+        "bconv2d": _conv(2, 2, 4, 4, USE_LOCAL=0),
+        "fconv2d": _conv(2, 2, 4, 4, USE_LOCAL=0),
+        "bitplane": _conv(2, 2, 4, 4),
     }),
 }
 

@@ -2,6 +2,9 @@
 
 ``ESPRESSO_PROFILE=1`` makes every launch wait for its kernel and record its time in
 :data:`kernel_times` (name -> list of seconds); off by default, since it serialises the queue.
+
+:data:`launched` names every kernel launched in this process as ``"<file>:<kernel>"``; the
+Oclgrind check (``tests/oclgrind_check.py``) uses it to prove that every kernel ran there.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from ..tensor import Tensor
 
 PROFILE = os.environ.get("ESPRESSO_PROFILE", "") not in ("", "0")
 kernel_times: dict[str, list[float]] = defaultdict(list)
+launched: set[str] = set()
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -45,6 +49,7 @@ def launch(runtime, filename: str, name: str, defines: dict | None, global_size,
         global_size = tuple(round_up(g, l) for g, l in zip(global_size, local_size))
     start = time.perf_counter()
     event = kernel(runtime.queue, global_size, local_size, *[_arg(a) for a in args])
+    launched.add(f"{filename}:{name}")
     if PROFILE:
         event.wait()
         kernel_times[name].append(time.perf_counter() - start)

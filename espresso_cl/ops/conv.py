@@ -1,0 +1,96 @@
+"""Launchers of kernels/bconv2d.cl, kernels/fconv2d.cl and kernels/bitplane.cl."""
+
+from __future__ import annotations
+
+from ..geometry import ConvGeometry
+from ..tensor import Tensor
+from .launch import launch
+
+PAD_VALUES = ("zero", "one")
+
+
+def _geometry(op: str, x: Tensor, w: Tensor, stride: int, padding: str) -> ConvGeometry:
+    if len(x.shape) != 4 or len(w.shape) != 4:
+        raise ValueError(f"{op} takes x (N, H, W, C) and w (OC, KH, KW, C), got {x.shape} and {w.shape}")
+    if x.shape[3] != w.shape[3]:
+        raise ValueError(f"{op}: x has {x.shape[3]} channels but w expects {w.shape[3]}")
+    if x.runtime is not w.runtime:
+        raise ValueError(f"{op}: x and w live on different runtimes")
+    for name, t in (("x", x), ("w", w)):
+        if t.kind == "bits" and t.segment != t.shape[3]:
+            raise ValueError(f"{op}: {name} must be packed one pixel per row (segment {t.shape[3]}), "
+                             f"got segment {t.segment}")
+    _, h, wd, _ = x.shape
+    _, kh, kw, _ = w.shape
+    return ConvGeometry.of(h, wd, kh, kw, stride, padding)
+
+
+def _one_pad(op: str, pad_value: str) -> bool:
+    if pad_value not in PAD_VALUES:
+        raise ValueError(f"{op}: pad_value must be one of {PAD_VALUES}, got {pad_value!r}")
+    return pad_value == "one"
+
+
+def _launch_conv(filename: str, name: str, x: Tensor, w: Tensor, g: ConvGeometry, out_kind: str,
+                 *extra, source: Tensor | None = None) -> Tensor:
+    """Run a window kernel on ``source`` (default x, whose shape it has); the three kernels share
+    one argument list: geometry, ``extra``, source, w, out."""
+    runtime = x.runtime
+    n, h, wd, c = x.shape
+    oc = w.shape[0]
+    defines = runtime.params.defines(filename[:-3])
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), out_kind)
+    pixels = n * g.oh * g.ow
+    bp, boc = defines["WG_P"] * defines["TP"], defines["WG_OC"] * defines["TOC"]
+    global_size = (-(-oc // boc) * defines["WG_OC"], -(-pixels // bp) * defines["WG_P"])
+    launch(runtime, filename, name, defines, global_size, (defines["WG_OC"], defines["WG_P"]),
+           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, *extra,
+           x if source is None else source, w, out)
+    return out
+
+
+def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "zero") -> Tensor:
+    """Binary convolution: bits x (N, H, W, C), bits w (OC, KH, KW, C) -> int32 (N, OH, OW, OC).
+
+    Each output is the sum over the window's taps of the +-1 dot product of pixel and weights.
+    ``padding`` 'same' or 'valid' and ``stride`` place the window (:class:`ConvGeometry`);
+    ``pad_value`` 'zero' makes a padded tap add exactly 0, 'one' reads it as all +1.
+    """
+    if x.kind != "bits" or w.kind != "bits":
+        raise TypeError(f"bconv2d takes packed bits x and w, got {x.kind} and {w.kind}")
+    g = _geometry("bconv2d", x, w, stride, padding)
+    one_pad = _one_pad("bconv2d", pad_value)
+    cw = x.storage_shape[-1] // x.runtime.params.words32
+    return _launch_conv("bconv2d.cl", "bconv2d", x, w, g, "int32", cw, one_pad)
+
+
+def fconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "zero") -> Tensor:
+    """float32 convolution: x (N, H, W, C), w (OC, KH, KW, C) -> float32 (N, OH, OW, OC).
+
+    Geometry as :func:`bconv2d`; padded pixels are 0.0 ('zero') or 1.0 ('one'), so the float
+    mode of a binary network computes what :func:`bconv2d` does.
+    """
+    if x.kind != "float32" or w.kind != "float32":
+        raise TypeError(f"fconv2d takes float32 x and w, got {x.kind} and {w.kind}")
+    g = _geometry("fconv2d", x, w, stride, padding)
+    one_pad = _one_pad("fconv2d", pad_value)
+    return _launch_conv("fconv2d.cl", "fconv2d", x, w, g, "float32", one_pad)
+
+
+def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
+    """First layer on 8-bit pixels: uint8 x (N, H, W, C), bits w (OC, KH, KW, C) -> int32 (N, OH, OW, OC).
+
+    Exact: x = sum over p of 2^p * bit-plane p, each plane a binary dot product with w.
+    Padded pixels are 0 (zero padding only). A dense layer is the case H = W = KH = KW = 1.
+    """
+    if x.kind != "uint8" or w.kind != "bits":
+        raise TypeError(f"bitplane_conv2d takes uint8 x and packed bits w, got {x.kind} and {w.kind}")
+    g = _geometry("bitplane_conv2d", x, w, stride, padding)
+    runtime = x.runtime
+    n, h, wd, c = x.shape
+    defines = runtime.params.defines("bitplane")
+    planes = Tensor(runtime, (n, h, wd, 8, c), "bits")
+    pixels, rw = n * h * wd, planes.storage_shape[-1]
+    launch(runtime, "bitplane.cl", "bitplane_pack", defines, (rw, pixels), None, pixels, c, rw, x, planes)
+    return _launch_conv("bitplane.cl", "bitplane_conv2d", x, w, g, "int32",
+                        rw // runtime.params.words32, source=planes)

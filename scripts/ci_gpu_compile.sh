@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Compile every kernel for sm_80 and sm_90 with the GPU profile (scripts/gpu_compile.py).
+# Installs clang-16 and libclc-16 with apt-get when they are missing (CI runs as root);
+# `apt-get update` runs only if the first install fails, since it is the slow part.
+# ptxas comes from the CUDA toolkit already on the machine (/usr/local/cuda/bin).
+# Extra arguments go to gpu_compile.py (for example --json artifacts/gpu-compile.json).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Any python3 will do: the script needs no package beyond the standard library.
+PY=python3
+[ -x .venv/bin/python ] && PY=.venv/bin/python
+
+if ! command -v clang-16 >/dev/null || [ ! -f /usr/lib/clc/nvptx64--nvidiacl.bc ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    install() { apt-get install -y -qq --no-install-recommends clang-16 libclc-16 >/dev/null; }
+    install || { apt-get update -qq >/dev/null && install; }
+fi
+export PATH="$PATH:/usr/local/cuda/bin"
+exec "$PY" scripts/gpu_compile.py "$@"

