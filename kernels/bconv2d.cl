@@ -1,18 +1,16 @@
 /* Binary direct 2-D convolution on packed NHWC activations (bit layout in common.h).
  *
- * x: N x H x W pixels of CW words (C channels each), w: OC x KH x KW x CW words,
- * out: N x OH x OW x OC int32, the sum over the window's taps of dot(pixel, weights).
- * Taps outside the image follow ONE_PAD:
- *  0  zero padding, exact: a padded tap adds 0. The main loop reads a padded pixel as 0
- *     words, which adds popcount(w) to the XOR count; the epilogue takes those back off
- *     and counts only the valid taps: out = valid_taps * C - 2 * popcount(x ^ w).
+ * x: N x H x W pixels of C channels packed in RW 32-bit words, w: OC x KH x KW x C packed the
+ * same way, out: N x OH x OW x OC int32, the sum over the window's taps of dot(pixel, weights).
+ * Taps outside the image follow one_pad:
+ *  0  zero padding, exact: a padded tap adds 0. Padded pixels are stored as 0 words, which add
+ *     popcount(w) to the XOR count; the epilogue takes those back off and counts only the
+ *     valid taps: out = valid_taps * C - 2 * popcount(x ^ w) over the valid taps.
  *  1  the padded pixel is all +1: every channel bit set, pad bits still 0 so they never count.
  *
- * This is bgemm.cl's product with rows = the NP = N * OH * OW output pixels, columns = the
- * OC channels and a K axis of KQ = KH * KW * CW words read through the window.
- * Launch: global (ceil(OC / BOC) * WG_OC, ceil(NP / BP) * WG_P), local (WG_OC, WG_P).
- * Work-item (tx, ty) owns pixels bp + ty + i * WG_P and channels boc + tx + j * WG_OC, so
- * neighbouring work-items store neighbouring channels of a pixel.
+ * bconv2d_pad first copies the image into the XH x XW frame that the windows cover, padded
+ * pixels included, so that the convolution reads every window row as one run of KW * CW
+ * words with no bounds test (the launcher skips it when nothing is padded).
  */
 #include "common.h"
 
@@ -29,7 +27,7 @@
 #define WG_OC 8
 #endif
 #ifndef USE_LOCAL
-#define USE_LOCAL 0     /* 1: stage tiles of the window and the weights in local memory (GPUs) */
+#define USE_LOCAL 0     /* 1: stage tiles of the windows and the weights in local memory (GPUs) */
 #endif
 #ifndef TK
 #define TK 16           /* words per local tile along K */
@@ -40,81 +38,101 @@
 /* One spare column keeps the rows of a local tile on different banks. */
 #define TK_PAD (TK + 1)
 
-/* Word k of a padded pixel: the channel bits of a row of C channels when one_pad, else 0. */
-word_t pad_word(const int k, const int C, const int one_pad)
+/* x: N x H x W x RW words -> framed: N x XH x XW x RW words, frame pixel (fy, fx) being image
+ * pixel (fy - pad_top, fx - pad_left), or a padded pixel: word k holds the bits of channels
+ * 32k.. when one_pad (pad bits 0), else 0. Launch: global (RW, N * XH * XW). */
+__kernel void bconv2d_pad(const int N, const int H, const int W, const int C, const int RW,
+                          const int XH, const int XW, const int pad_top, const int pad_left,
+                          const int one_pad,
+                          __global const uint *restrict x,
+                          __global uint *restrict framed)
 {
-    const int n = C - k * WORD_BITS;
-    const word_t ones = n >= WORD_BITS ? ~(word_t)0 : n > 0 ? ((word_t)1 << n) - 1 : (word_t)0;
-    return one_pad ? ones : (word_t)0;
+    const int k = get_global_id(0), f = get_global_id(1);
+    if (k >= RW || f >= N * XH * XW) return;
+    const int n = f / (XH * XW), r = f - n * (XH * XW), fy = r / XW, fx = r - fy * XW;
+    const int iy = fy - pad_top, ix = fx - pad_left;
+    const int bits = C - k * 32;
+    const uint pad = !one_pad ? 0u : bits >= 32 ? ~0u : bits > 0 ? (1u << bits) - 1u : 0u;
+    framed[(size_t)f * RW + k] = ((uint)iy < (uint)H && (uint)ix < (uint)W)
+                                 ? x[(((size_t)n * H + iy) * W + ix) * RW + k] : pad;
 }
 
+/* framed: N x XH x XW pixels of CW words (bconv2d_pad's frame, or x itself when unpadded),
+ * w: OC x KH x KW x CW words; H, W, pad_top and pad_left still place the image in the frame.
+ *
+ * This is bgemm.cl's product with rows = the NP = N * OH * OW output pixels, columns = the
+ * OC channels and a K axis of KH * KW * CW words, read through each pixel's window.
+ * Launch: global (ceil(OC / BOC) * WG_OC, ceil(NP / BP) * WG_P), local (WG_OC, WG_P).
+ * Work-item (tx, ty) owns pixels bp + ty + i * WG_P and channels boc + tx + j * WG_OC, so
+ * neighbouring work-items store neighbouring channels of a pixel. */
 __kernel __attribute__((reqd_work_group_size(WG_OC, WG_P, 1)))
 void bconv2d(const int N, const int H, const int W, const int C,
              const int OC, const int KH, const int KW, const int OH, const int OW,
              const int stride, const int pad_top, const int pad_left,
-             const int CW, const int one_pad,
-             __global const word_t *restrict x,
+             const int XH, const int XW, const int CW, const int one_pad,
+             __global const word_t *restrict framed,
              __global const word_t *restrict w,
              __global int *restrict out)
 {
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int boc = get_group_id(0) * BOC, bp = get_group_id(1) * BP;
-    const int NP = N * OH * OW, KQ = KH * KW * CW;
+    const int NP = N * OH * OW, RUN = KW * CW, KQ = KH * RUN;
+    const size_t ROW = (size_t)XW * CW;
 
-    /* Each pixel's window: top-left input row and column, and the index of its image's first row.
-     * Pixels past the edge take pixel NP-1 (in bounds); their results are not stored. */
-    int iy0[TP], ix0[TP], row0[TP];
+    /* Each pixel's window: its first word in the frame and its top-left tap in the image.
+     * Pixels past the edge take pixel NP-1 (in bounds); their results are not stored.
+     * PoCL leaves the register-block loops rolled (acc in memory) unless told to unroll. */
+    size_t start[TP];
+    int iy0[TP], ix0[TP];
+    #pragma unroll
     for (int i = 0; i < TP; ++i) {
         const int p = min(bp + ty + i * WG_P, NP - 1);
         const int n = p / (OH * OW), r = p - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
+        start[i] = ((size_t)n * XH + oy * stride) * ROW + (size_t)ox * stride * CW;
         iy0[i] = oy * stride - pad_top;
         ix0[i] = ox * stride - pad_left;
-        row0[i] = n * H;
     }
     const __global word_t *wrow[TOC];
+    #pragma unroll
     for (int j = 0; j < TOC; ++j)
         wrow[j] = w + (size_t)min(boc + tx + j * WG_OC, OC - 1) * KQ;
 
     int acc[TP][TOC];
+    #pragma unroll
     for (int i = 0; i < TP; ++i)
+        #pragma unroll
         for (int j = 0; j < TOC; ++j)
             acc[i][j] = 0;
 
 #if USE_LOCAL
     __local word_t As[BP][TK_PAD];
     __local word_t Bs[BOC][TK_PAD];
-    __local int ly0[BP], lx0[BP], lrow0[BP];
+    __local size_t lstart[BP];
     if (tx == 0)
-        for (int i = 0; i < TP; ++i) {
-            ly0[ty + i * WG_P] = iy0[i];
-            lx0[ty + i * WG_P] = ix0[i];
-            lrow0[ty + i * WG_P] = row0[i];
-        }
+        for (int i = 0; i < TP; ++i)
+            lstart[ty + i * WG_P] = start[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     const int lid = ty * WG_OC + tx;
     for (int q0 = 0; q0 < KQ; q0 += TK) {
         /* Words past KQ are 0 in both tiles: 0 ^ 0 adds nothing. */
         for (int idx = lid; idx < BP * TK; idx += WG_P * WG_OC) {
-            const int r = idx / TK, q = q0 + idx % TK;
-            word_t v = 0;
-            if (q < KQ) {
-                const int tap = q / CW, k = q - tap * CW, ky = tap / KW, kx = tap - ky * KW;
-                const int iy = ly0[r] + ky, ix = lx0[r] + kx;
-                v = ((uint)iy < (uint)H && (uint)ix < (uint)W)
-                    ? x[((size_t)(lrow0[r] + iy) * W + ix) * CW + k] : pad_word(k, C, one_pad);
-            }
-            As[r][idx % TK] = v;
+            const int r = idx / TK, c = idx % TK, q = q0 + c, ky = q / RUN;
+            As[r][c] = q < KQ ? framed[lstart[r] + ky * ROW + (q - ky * RUN)] : (word_t)0;
         }
         for (int idx = lid; idx < BOC * TK; idx += WG_P * WG_OC) {
-            const int r = idx / TK, q = q0 + idx % TK, oc = boc + r;
-            Bs[r][idx % TK] = (oc < OC && q < KQ) ? w[(size_t)oc * KQ + q] : (word_t)0;
+            const int r = idx / TK, c = idx % TK, q = q0 + c, oc = boc + r;
+            Bs[r][c] = (oc < OC && q < KQ) ? w[(size_t)oc * KQ + q] : (word_t)0;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int kk = 0; kk < TK; ++kk) {
             word_t a[TP], b[TOC];
+            #pragma unroll
             for (int i = 0; i < TP; ++i) a[i] = As[ty + i * WG_P][kk];
+            #pragma unroll
             for (int j = 0; j < TOC; ++j) b[j] = Bs[tx + j * WG_OC][kk];
+            #pragma unroll
             for (int i = 0; i < TP; ++i)
+                #pragma unroll
                 for (int j = 0; j < TOC; ++j)
                     acc[i][j] += POPC(a[i] ^ b[j]);
         }
@@ -122,25 +140,21 @@ void bconv2d(const int N, const int H, const int W, const int C,
     }
 #else
     for (int ky = 0; ky < KH; ++ky) {
-        for (int kx = 0; kx < KW; ++kx) {
-            /* A padded tap reads word k of pixel 0 (in bounds) and replaces it. */
-            int inside[TP];
-            const __global word_t *xp[TP];
-            for (int i = 0; i < TP; ++i) {
-                const int iy = iy0[i] + ky, ix = ix0[i] + kx;
-                inside[i] = (uint)iy < (uint)H && (uint)ix < (uint)W;
-                xp[i] = x + (inside[i] ? ((size_t)(row0[i] + iy) * W + ix) * CW : 0);
-            }
-            const int wq = (ky * KW + kx) * CW;
-            for (int k = 0; k < CW; ++k) {
-                const word_t pad = pad_word(k, C, one_pad);
-                word_t a[TP], b[TOC];
-                for (int i = 0; i < TP; ++i) a[i] = inside[i] ? xp[i][k] : pad;
-                for (int j = 0; j < TOC; ++j) b[j] = wrow[j][wq + k];
-                for (int i = 0; i < TP; ++i)
-                    for (int j = 0; j < TOC; ++j)
-                        acc[i][j] += POPC(a[i] ^ b[j]);
-            }
+        const __global word_t *xr[TP];
+        #pragma unroll
+        for (int i = 0; i < TP; ++i) xr[i] = framed + start[i] + ky * ROW;
+        const int wq = ky * RUN;
+        for (int q = 0; q < RUN; ++q) {
+            word_t a[TP], b[TOC];
+            #pragma unroll
+            for (int i = 0; i < TP; ++i) a[i] = xr[i][q];
+            #pragma unroll
+            for (int j = 0; j < TOC; ++j) b[j] = wrow[j][wq + q];
+            #pragma unroll
+            for (int i = 0; i < TP; ++i)
+                #pragma unroll
+                for (int j = 0; j < TOC; ++j)
+                    acc[i][j] += POPC(a[i] ^ b[j]);
         }
     }
 #endif
@@ -149,6 +163,7 @@ void bconv2d(const int N, const int H, const int W, const int C,
         for (int ky = 0; ky < KH; ++ky)
             for (int kx = 0; kx < KW; ++kx) {
                 int padded[TP], any = 0;
+                #pragma unroll
                 for (int i = 0; i < TP; ++i) {
                     padded[i] = (uint)(iy0[i] + ky) >= (uint)H || (uint)(ix0[i] + kx) >= (uint)W;
                     any |= padded[i];
@@ -157,19 +172,23 @@ void bconv2d(const int N, const int H, const int W, const int C,
                     continue;
                 const int wq = (ky * KW + kx) * CW;
                 for (int k = 0; k < CW; ++k)
+                    #pragma unroll
                     for (int j = 0; j < TOC; ++j) {
                         const int pw = POPC(wrow[j][wq + k]);
+                        #pragma unroll
                         for (int i = 0; i < TP; ++i)
                             acc[i][j] -= padded[i] ? pw : 0;
                     }
             }
 
+    #pragma unroll
     for (int i = 0; i < TP; ++i) {
         /* Rows and columns of the window inside the image. */
         const int ry = min(H, iy0[i] + KH) - max(0, iy0[i]);
         const int rx = min(W, ix0[i] + KW) - max(0, ix0[i]);
         const int taps = one_pad ? KH * KW : ry * rx;
         const int p = bp + ty + i * WG_P;
+        #pragma unroll
         for (int j = 0; j < TOC; ++j) {
             const int oc = boc + tx + j * WG_OC;
             if (p < NP && oc < OC)

@@ -23,38 +23,44 @@
 #define BOC (WG_OC * TOC)
 #define PLANES 8
 
-/* x: PIXELS x C uint8 -> planes: PIXELS x PLANES x RW 32-bit words, plane p packed along C
- * like activations (bit c of a word = bit p of channel c), pad bits 0.
- * Launch: global (RW, PIXELS), one work-item per word of every plane. */
-__kernel void bitplane_pack(const int PIXELS, const int C, const int RW,
+/* x: N x H x W x C uint8 -> planes: N x XH x XW pixels of PLANES x RW 32-bit words, plane p
+ * packed along C like activations (bit c of a word = bit p of channel c), pad bits 0.
+ * Frame pixel (fy, fx) is image pixel (fy - pad_top, fx - pad_left), or a padded pixel: value
+ * 0, every plane 0, so it adds 0 (zero padding, exact) and the convolution needs no bounds test.
+ * Launch: global (RW, N * XH * XW), one work-item per word of every plane. */
+__kernel void bitplane_pack(const int N, const int H, const int W, const int C, const int RW,
+                            const int XH, const int XW, const int pad_top, const int pad_left,
                             __global const uchar *restrict x,
                             __global uint *restrict planes)
 {
-    const int wi = get_global_id(0), pix = get_global_id(1);
-    if (wi >= RW || pix >= PIXELS) return;
-    const __global uchar *xr = x + (size_t)pix * C + wi * 32;
-    const int nbits = clamp(C - wi * 32, 0, 32);
+    const int k = get_global_id(0), f = get_global_id(1);
+    if (k >= RW || f >= N * XH * XW) return;
+    const int n = f / (XH * XW), r = f - n * (XH * XW), fy = r / XW, fx = r - fy * XW;
+    const int iy = fy - pad_top, ix = fx - pad_left;
     uint word[PLANES];
     for (int p = 0; p < PLANES; ++p) word[p] = 0u;
-    for (int b = 0; b < nbits; ++b) {
-        const uint v = xr[b];
-        for (int p = 0; p < PLANES; ++p)
-            word[p] |= ((v >> p) & 1u) << b;
+    if ((uint)iy < (uint)H && (uint)ix < (uint)W) {
+        const size_t at = (((size_t)n * H + iy) * W + ix) * C + k * 32;
+        const int nbits = clamp(C - k * 32, 0, 32);
+        for (int b = 0; b < nbits; ++b) {
+            const uint v = x[at + b];
+            for (int p = 0; p < PLANES; ++p)
+                word[p] |= ((v >> p) & 1u) << b;
+        }
     }
-    __global uint *out = planes + (size_t)pix * PLANES * RW + wi;
+    __global uint *out = planes + (size_t)f * PLANES * RW + k;
     for (int p = 0; p < PLANES; ++p)
         out[p * RW] = word[p];
 }
 
-/* planes: N x H x W pixels of PLANES x CW words (from bitplane_pack), w: OC x KH x KW x CW words,
- * out: N x OH x OW x OC int32. Zero padding: a padded pixel is 0 in every plane and adds 0.
- * The tiling is bconv2d.cl's (caches only): work-item (tx, ty) owns pixels bp + ty + i * WG_P
- * and channels boc + tx + j * WG_OC; each weight word it loads serves all PLANES planes.
+/* planes: N x XH x XW pixels of PLANES x CW words (bitplane_pack's frame), w: OC x KH x KW x CW
+ * words, out: N x OH x OW x OC int32. The tiling is bconv2d.cl's (caches only): work-item
+ * (tx, ty) owns pixels bp + ty + i * WG_P and channels boc + tx + j * WG_OC; each weight word
+ * it loads serves all PLANES planes.
  * Launch: global (ceil(OC / BOC) * WG_OC, ceil(NP / BP) * WG_P), local (WG_OC, WG_P). */
 __kernel __attribute__((reqd_work_group_size(WG_OC, WG_P, 1)))
-void bitplane_conv2d(const int N, const int H, const int W, const int C,
-                     const int OC, const int KH, const int KW, const int OH, const int OW,
-                     const int stride, const int pad_top, const int pad_left,
+void bitplane_conv2d(const int N, const int OC, const int KH, const int KW,
+                     const int OH, const int OW, const int stride, const int XH, const int XW,
                      const int CW,
                      __global const word_t *restrict planes,
                      __global const word_t *restrict w,
@@ -62,58 +68,63 @@ void bitplane_conv2d(const int N, const int H, const int W, const int C,
 {
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int boc = get_group_id(0) * BOC, bp = get_group_id(1) * BP;
-    const int NP = N * OH * OW, KQ = KH * KW * CW;
+    const int NP = N * OH * OW, PIX = PLANES * CW, KQ = KH * KW * CW;
+    const size_t ROW = (size_t)XW * PIX;
 
-    int iy0[TP], ix0[TP], row0[TP];
+    /* PoCL leaves the register-block loops rolled (acc in memory) unless told to unroll. */
+    size_t start[TP];
+    #pragma unroll
     for (int i = 0; i < TP; ++i) {
         const int p = min(bp + ty + i * WG_P, NP - 1);
         const int n = p / (OH * OW), r = p - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
-        iy0[i] = oy * stride - pad_top;
-        ix0[i] = ox * stride - pad_left;
-        row0[i] = n * H;
+        start[i] = ((size_t)n * XH + oy * stride) * ROW + (size_t)ox * stride * PIX;
     }
     const __global word_t *wrow[TOC];
+    #pragma unroll
     for (int j = 0; j < TOC; ++j)
         wrow[j] = w + (size_t)min(boc + tx + j * WG_OC, OC - 1) * KQ;
 
     /* acc: sum of 2^p * popcount(x_p & w); ones: sum of 2^p * popcount(x_p), shared by channels. */
     int acc[TP][TOC], ones[TP];
+    #pragma unroll
     for (int i = 0; i < TP; ++i) {
         ones[i] = 0;
+        #pragma unroll
         for (int j = 0; j < TOC; ++j)
             acc[i][j] = 0;
     }
 
-    for (int ky = 0; ky < KH; ++ky) {
+    for (int ky = 0; ky < KH; ++ky)
         for (int kx = 0; kx < KW; ++kx) {
-            /* A padded tap reads pixel 0 (in bounds) and replaces it by 0. */
-            int inside[TP];
             const __global word_t *xp[TP];
-            for (int i = 0; i < TP; ++i) {
-                const int iy = iy0[i] + ky, ix = ix0[i] + kx;
-                inside[i] = (uint)iy < (uint)H && (uint)ix < (uint)W;
-                xp[i] = planes + (inside[i] ? ((size_t)(row0[i] + iy) * W + ix) * PLANES * CW : 0);
-            }
+            #pragma unroll
+            for (int i = 0; i < TP; ++i) xp[i] = planes + start[i] + ky * ROW + kx * PIX;
             const int wq = (ky * KW + kx) * CW;
             for (int k = 0; k < CW; ++k) {
                 word_t b[TOC];
+                #pragma unroll
                 for (int j = 0; j < TOC; ++j) b[j] = wrow[j][wq + k];
+                #pragma unroll
                 for (int p = 0; p < PLANES; ++p) {
                     word_t a[TP];
+                    #pragma unroll
                     for (int i = 0; i < TP; ++i) {
-                        a[i] = inside[i] ? xp[i][p * CW + k] : (word_t)0;
+                        a[i] = xp[i][p * CW + k];
                         ones[i] += POPC(a[i]) << p;
                     }
+                    #pragma unroll
                     for (int i = 0; i < TP; ++i)
+                        #pragma unroll
                         for (int j = 0; j < TOC; ++j)
                             acc[i][j] += POPC(a[i] & b[j]) << p;
                 }
             }
         }
-    }
 
+    #pragma unroll
     for (int i = 0; i < TP; ++i) {
         const int p = bp + ty + i * WG_P;
+        #pragma unroll
         for (int j = 0; j < TOC; ++j) {
             const int oc = boc + tx + j * WG_OC;
             if (p < NP && oc < OC)

@@ -4,8 +4,9 @@
  * 0.0, or 1.0 when one_pad (the float twin of bconv2d's 'one' padding), so the float mode of
  * a binary network computes what the binary kernels do.
  *
- * Launch: global (ceil(OC / BOC) * WG_OC, ceil(NP / BP) * WG_P), local (WG_OC, WG_P),
- * NP = N * OH * OW; work-item (tx, ty) owns pixels bp + ty + i * WG_P, channels boc + tx + j * WG_OC.
+ * fconv2d_pad first copies the image into the XH x XW frame that the windows cover, padded
+ * pixels included, so that the convolution reads every window row as one run of KW * C
+ * floats with no bounds test (the launcher skips it when nothing is padded).
  */
 #ifndef TP
 #define TP 4
@@ -30,68 +31,82 @@
 #define BOC (WG_OC * TOC)
 #define TK_PAD (TK + 1)
 
+/* x: N x H x W x C -> framed: N x XH x XW x C, frame pixel (fy, fx) being image pixel
+ * (fy - pad_top, fx - pad_left), or a padded pixel of 1.0 (one_pad) or 0.0.
+ * Launch: global (C, N * XH * XW). */
+__kernel void fconv2d_pad(const int N, const int H, const int W, const int C,
+                          const int XH, const int XW, const int pad_top, const int pad_left,
+                          const int one_pad,
+                          __global const float *restrict x,
+                          __global float *restrict framed)
+{
+    const int c = get_global_id(0), f = get_global_id(1);
+    if (c >= C || f >= N * XH * XW) return;
+    const int n = f / (XH * XW), r = f - n * (XH * XW), fy = r / XW, fx = r - fy * XW;
+    const int iy = fy - pad_top, ix = fx - pad_left;
+    framed[(size_t)f * C + c] = ((uint)iy < (uint)H && (uint)ix < (uint)W)
+                                ? x[(((size_t)n * H + iy) * W + ix) * C + c] : (one_pad ? 1.0f : 0.0f);
+}
+
+/* framed: N x XH x XW x C (fconv2d_pad's frame, or x itself when unpadded).
+ * Launch: global (ceil(OC / BOC) * WG_OC, ceil(NP / BP) * WG_P), local (WG_OC, WG_P),
+ * NP = N * OH * OW; work-item (tx, ty) owns pixels bp + ty + i * WG_P, channels boc + tx + j * WG_OC. */
 __kernel __attribute__((reqd_work_group_size(WG_OC, WG_P, 1)))
-void fconv2d(const int N, const int H, const int W, const int C,
-             const int OC, const int KH, const int KW, const int OH, const int OW,
-             const int stride, const int pad_top, const int pad_left,
-             const int one_pad,
-             __global const float *restrict x,
+void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
+             const int OH, const int OW, const int stride, const int XH, const int XW,
+             __global const float *restrict framed,
              __global const float *restrict w,
              __global float *restrict out)
 {
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int boc = get_group_id(0) * BOC, bp = get_group_id(1) * BP;
-    const int NP = N * OH * OW, KQ = KH * KW * C;
-    const float pad = one_pad ? 1.0f : 0.0f;
+    const int NP = N * OH * OW, RUN = KW * C, KQ = KH * RUN;
+    const size_t ROW = (size_t)XW * C;
 
-    int iy0[TP], ix0[TP], row0[TP];
+    /* PoCL leaves the register-block loops rolled (acc in memory) unless told to unroll. */
+    size_t start[TP];
+    #pragma unroll
     for (int i = 0; i < TP; ++i) {
         const int p = min(bp + ty + i * WG_P, NP - 1);
         const int n = p / (OH * OW), r = p - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
-        iy0[i] = oy * stride - pad_top;
-        ix0[i] = ox * stride - pad_left;
-        row0[i] = n * H;
+        start[i] = ((size_t)n * XH + oy * stride) * ROW + (size_t)ox * stride * C;
     }
 
     float acc[TP][TOC];
+    #pragma unroll
     for (int i = 0; i < TP; ++i)
+        #pragma unroll
         for (int j = 0; j < TOC; ++j)
             acc[i][j] = 0.0f;
 
 #if USE_LOCAL
     __local float As[BP][TK_PAD];
     __local float Bs[BOC][TK_PAD];
-    __local int ly0[BP], lx0[BP], lrow0[BP];
+    __local size_t lstart[BP];
     if (tx == 0)
-        for (int i = 0; i < TP; ++i) {
-            ly0[ty + i * WG_P] = iy0[i];
-            lx0[ty + i * WG_P] = ix0[i];
-            lrow0[ty + i * WG_P] = row0[i];
-        }
+        for (int i = 0; i < TP; ++i)
+            lstart[ty + i * WG_P] = start[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     const int lid = ty * WG_OC + tx;
     for (int q0 = 0; q0 < KQ; q0 += TK) {
         for (int idx = lid; idx < BP * TK; idx += WG_P * WG_OC) {
-            const int r = idx / TK, q = q0 + idx % TK;
-            float v = 0.0f;
-            if (q < KQ) {
-                const int tap = q / C, k = q - tap * C, ky = tap / KW, kx = tap - ky * KW;
-                const int iy = ly0[r] + ky, ix = lx0[r] + kx;
-                v = ((uint)iy < (uint)H && (uint)ix < (uint)W)
-                    ? x[((size_t)(lrow0[r] + iy) * W + ix) * C + k] : pad;
-            }
-            As[r][idx % TK] = v;
+            const int r = idx / TK, c = idx % TK, q = q0 + c, ky = q / RUN;
+            As[r][c] = q < KQ ? framed[lstart[r] + ky * ROW + (q - ky * RUN)] : 0.0f;
         }
         for (int idx = lid; idx < BOC * TK; idx += WG_P * WG_OC) {
-            const int r = idx / TK, q = q0 + idx % TK, oc = boc + r;
-            Bs[r][idx % TK] = (oc < OC && q < KQ) ? w[(size_t)oc * KQ + q] : 0.0f;
+            const int r = idx / TK, c = idx % TK, q = q0 + c, oc = boc + r;
+            Bs[r][c] = (oc < OC && q < KQ) ? w[(size_t)oc * KQ + q] : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int kk = 0; kk < TK; ++kk) {
             float a[TP], b[TOC];
+            #pragma unroll
             for (int i = 0; i < TP; ++i) a[i] = As[ty + i * WG_P][kk];
+            #pragma unroll
             for (int j = 0; j < TOC; ++j) b[j] = Bs[tx + j * WG_OC][kk];
+            #pragma unroll
             for (int i = 0; i < TP; ++i)
+                #pragma unroll
                 for (int j = 0; j < TOC; ++j)
                     acc[i][j] += a[i] * b[j];
         }
@@ -99,33 +114,33 @@ void fconv2d(const int N, const int H, const int W, const int C,
     }
 #else
     const __global float *wrow[TOC];
+    #pragma unroll
     for (int j = 0; j < TOC; ++j)
         wrow[j] = w + (size_t)min(boc + tx + j * WG_OC, OC - 1) * KQ;
     for (int ky = 0; ky < KH; ++ky) {
-        for (int kx = 0; kx < KW; ++kx) {
-            /* A padded tap reads channel k of pixel 0 (in bounds) and replaces it. */
-            int inside[TP];
-            const __global float *xp[TP];
-            for (int i = 0; i < TP; ++i) {
-                const int iy = iy0[i] + ky, ix = ix0[i] + kx;
-                inside[i] = (uint)iy < (uint)H && (uint)ix < (uint)W;
-                xp[i] = x + (inside[i] ? ((size_t)(row0[i] + iy) * W + ix) * C : 0);
-            }
-            const int wq = (ky * KW + kx) * C;
-            for (int k = 0; k < C; ++k) {
-                float a[TP], b[TOC];
-                for (int i = 0; i < TP; ++i) a[i] = inside[i] ? xp[i][k] : pad;
-                for (int j = 0; j < TOC; ++j) b[j] = wrow[j][wq + k];
-                for (int i = 0; i < TP; ++i)
-                    for (int j = 0; j < TOC; ++j)
-                        acc[i][j] += a[i] * b[j];
-            }
+        const __global float *xr[TP];
+        #pragma unroll
+        for (int i = 0; i < TP; ++i) xr[i] = framed + start[i] + ky * ROW;
+        const int wq = ky * RUN;
+        for (int q = 0; q < RUN; ++q) {
+            float a[TP], b[TOC];
+            #pragma unroll
+            for (int i = 0; i < TP; ++i) a[i] = xr[i][q];
+            #pragma unroll
+            for (int j = 0; j < TOC; ++j) b[j] = wrow[j][wq + q];
+            #pragma unroll
+            for (int i = 0; i < TP; ++i)
+                #pragma unroll
+                for (int j = 0; j < TOC; ++j)
+                    acc[i][j] += a[i] * b[j];
         }
     }
 #endif
 
+    #pragma unroll
     for (int i = 0; i < TP; ++i) {
         const int p = bp + ty + i * WG_P;
+        #pragma unroll
         for (int j = 0; j < TOC; ++j) {
             const int oc = boc + tx + j * WG_OC;
             if (p < NP && oc < OC)

@@ -12,8 +12,8 @@ PY=python3
 
 if ! command -v clang-16 >/dev/null || [ ! -f /usr/lib/clc/nvptx64--nvidiacl.bc ]; then
     export DEBIAN_FRONTEND=noninteractive
-    install() { apt-get install -y -qq --no-install-recommends clang-16 libclc-16 >/dev/null; }
-    install || { apt-get update -qq >/dev/null && install; }
+    apt_install() { apt-get install -y -qq --no-install-recommends clang-16 libclc-16 >/dev/null; }
+    apt_install || { apt-get update -qq >/dev/null && apt_install; }
 fi
 export PATH="$PATH:/usr/local/cuda/bin"
 exec "$PY" scripts/gpu_compile.py "$@"

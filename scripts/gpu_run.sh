@@ -8,10 +8,12 @@
 # network; packages the machine's python3 already has (numpy, pytest, matplotlib) are used
 # as they are. Prepare the folder on a machine with network access (docs/gpu.md):
 #   python3 -m pip download --only-binary=:all: --python-version 3.12 \
-#       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#       --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+#       --platform manylinux_2_17_x86_64 \
 #       --platform manylinux2014_x86_64 -d wheels pyopencl pytest matplotlib threadpoolctl
 # Environment: PYTHON (default python3), WHEELS, VENV (default /tmp/espresso_cl-gpu-venv).
-# Exit status: 0 when the tests and the benchmarks passed, 1 otherwise; both always run.
+# Exit status: 0 when the tests and the benchmarks passed, 1 otherwise (or when no GPU is
+# found); once the GPU is found both always run, so one run gives all the evidence.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -34,18 +36,18 @@ PY=$VENV/bin/python
 missing() {  # the arguments that python cannot import
     "$PY" -c 'import importlib.util, sys; print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))' "$@"
 }
-install() { "$PY" -m pip install -q --no-index --find-links "$WHEELS" "$@" 2>&1 | tee -a "$ENVLOG"; }
+pip_install() { "$PY" -m pip install -q --no-index --find-links "$WHEELS" "$@" 2>&1 | tee -a "$ENVLOG"; }
 need=$(missing pyopencl numpy pytest)
 if [ -n "$need" ]; then
     if [ ! -d "$WHEELS" ]; then
         say "missing Python packages ($need) and no wheels folder $WHEELS; see the pip download line at the top of this script"
         exit 1
     fi
-    install $need || { say "installing $need from $WHEELS failed"; exit 1; }
+    pip_install $need || { say "installing $need from $WHEELS failed"; exit 1; }
 fi
 # The benchmarks' chart (matplotlib) and BLAS thread report (threadpoolctl) are optional.
 for extra in $(missing matplotlib threadpoolctl); do
-    install "$extra" >/dev/null || say "no $extra wheel in $WHEELS: the benchmarks run without it"
+    pip_install "$extra" >/dev/null || say "no $extra wheel in $WHEELS: the benchmarks run without it"
 done
 # The source tree is the package: the runtime finds kernels/ beside espresso_cl/.
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}

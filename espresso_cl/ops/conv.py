@@ -1,4 +1,9 @@
-"""Launchers of kernels/bconv2d.cl, kernels/fconv2d.cl and kernels/bitplane.cl."""
+"""Launchers of kernels/bconv2d.cl, kernels/fconv2d.cl and kernels/bitplane.cl.
+
+Each convolution runs in two steps: the image is copied into the frame its windows cover,
+padded pixels included (skipped for binary and float images when nothing is padded), then the
+convolution reads whole window rows from the frame with no bounds test.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from ..tensor import Tensor
 from .launch import launch
 
 PAD_VALUES = ("zero", "one")
+PLANES = 8  # bit-planes of a uint8 pixel
 
 
 def _geometry(op: str, x: Tensor, w: Tensor, stride: int, padding: str) -> ConvGeometry:
@@ -33,22 +39,31 @@ def _one_pad(op: str, pad_value: str) -> bool:
     return pad_value == "one"
 
 
-def _launch_conv(filename: str, name: str, x: Tensor, w: Tensor, g: ConvGeometry, out_kind: str,
-                 *extra, source: Tensor | None = None) -> Tensor:
-    """Run a window kernel on ``source`` (default x, whose shape it has); the three kernels share
-    one argument list: geometry, ``extra``, source, w, out."""
-    runtime = x.runtime
+def _frame_size(g: ConvGeometry) -> tuple:
+    """Rows and columns of the frame that the windows cover."""
+    return (g.oh - 1) * g.stride + g.kh, (g.ow - 1) * g.stride + g.kw
+
+
+def _frame(x: Tensor, g: ConvGeometry, family: str, one_pad: bool, *sizes) -> tuple:
+    """(frame, XH, XW): x itself where no window leaves the image, else x copied by
+    ``<family>_pad`` into the frame with its padding. ``sizes`` are the kernel's per-pixel
+    sizes after N, H, W (C, then RW for bits)."""
+    xh, xw = _frame_size(g)
     n, h, wd, c = x.shape
-    oc = w.shape[0]
-    defines = runtime.params.defines(filename[:-3])
-    out = Tensor(runtime, (n, g.oh, g.ow, oc), out_kind)
-    pixels = n * g.oh * g.ow
+    if g.pad_top == g.pad_left == 0 and xh <= h and xw <= wd:
+        return x, h, wd
+    runtime = x.runtime
+    framed = Tensor(runtime, (n, xh, xw, c), x.kind)
+    launch(runtime, f"{family}.cl", f"{family}_pad", runtime.params.defines(family),
+           (framed.storage_shape[-1], n * xh * xw), None,
+           n, h, wd, *sizes, xh, xw, g.pad_top, g.pad_left, one_pad, x, framed)
+    return framed, xh, xw
+
+
+def _grid(defines: dict, pixels: int, channels: int) -> tuple:
     bp, boc = defines["WG_P"] * defines["TP"], defines["WG_OC"] * defines["TOC"]
-    global_size = (-(-oc // boc) * defines["WG_OC"], -(-pixels // bp) * defines["WG_P"])
-    launch(runtime, filename, name, defines, global_size, (defines["WG_OC"], defines["WG_P"]),
-           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, *extra,
-           x if source is None else source, w, out)
-    return out
+    global_size = (-(-channels // boc) * defines["WG_OC"], -(-pixels // bp) * defines["WG_P"])
+    return global_size, (defines["WG_OC"], defines["WG_P"])
 
 
 def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "zero") -> Tensor:
@@ -62,8 +77,17 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
         raise TypeError(f"bconv2d takes packed bits x and w, got {x.kind} and {w.kind}")
     g = _geometry("bconv2d", x, w, stride, padding)
     one_pad = _one_pad("bconv2d", pad_value)
-    cw = x.storage_shape[-1] // x.runtime.params.words32
-    return _launch_conv("bconv2d.cl", "bconv2d", x, w, g, "int32", cw, one_pad)
+    runtime = x.runtime
+    n, h, wd, c = x.shape
+    oc = w.shape[0]
+    rw = x.storage_shape[-1]
+    framed, xh, xw = _frame(x, g, "bconv2d", one_pad, c, rw)
+    defines = runtime.params.defines("bconv2d")
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
+    launch(runtime, "bconv2d.cl", "bconv2d", defines, *_grid(defines, n * g.oh * g.ow, oc),
+           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
+           xh, xw, rw // runtime.params.words32, one_pad, framed, w, out)
+    return out
 
 
 def fconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "zero") -> Tensor:
@@ -76,7 +100,15 @@ def fconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
         raise TypeError(f"fconv2d takes float32 x and w, got {x.kind} and {w.kind}")
     g = _geometry("fconv2d", x, w, stride, padding)
     one_pad = _one_pad("fconv2d", pad_value)
-    return _launch_conv("fconv2d.cl", "fconv2d", x, w, g, "float32", one_pad)
+    runtime = x.runtime
+    n, h, wd, c = x.shape
+    oc = w.shape[0]
+    framed, xh, xw = _frame(x, g, "fconv2d", one_pad, c)
+    defines = runtime.params.defines("fconv2d")
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "float32")
+    launch(runtime, "fconv2d.cl", "fconv2d", defines, *_grid(defines, n * g.oh * g.ow, oc),
+           n, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, xh, xw, framed, w, out)
+    return out
 
 
 def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
@@ -90,9 +122,15 @@ def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
     g = _geometry("bitplane_conv2d", x, w, stride, padding)
     runtime = x.runtime
     n, h, wd, c = x.shape
+    oc = w.shape[0]
+    xh, xw = _frame_size(g)
     defines = runtime.params.defines("bitplane")
-    planes = Tensor(runtime, (n, h, wd, 8, c), "bits")
-    pixels, rw = n * h * wd, planes.storage_shape[-1]
-    launch(runtime, "bitplane.cl", "bitplane_pack", defines, (rw, pixels), None, pixels, c, rw, x, planes)
-    return _launch_conv("bitplane.cl", "bitplane_conv2d", x, w, g, "int32",
-                        rw // runtime.params.words32, source=planes)
+    planes = Tensor(runtime, (n, xh, xw, PLANES, c), "bits")
+    rw = planes.storage_shape[-1]
+    launch(runtime, "bitplane.cl", "bitplane_pack", defines, (rw, n * xh * xw), None,
+           n, h, wd, c, rw, xh, xw, g.pad_top, g.pad_left, x, planes)
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
+    launch(runtime, "bitplane.cl", "bitplane_conv2d", defines, *_grid(defines, n * g.oh * g.ow, oc),
+           n, oc, g.kh, g.kw, g.oh, g.ow, g.stride, xh, xw, rw // runtime.params.words32,
+           planes, w, out)
+    return out
