@@ -49,7 +49,7 @@ PROFILES = {
         "fgemm": _gemm(4, 4, 1, 8, 0, 16),
         "bconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0),
         "fconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0),
-        "bitplane": _conv(4, 4, 1, 8),
+        "bitplane": _conv(4, 8, 1, 4),
     }),
     # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items.
     "gpu": Params("gpu", 32, {

@@ -159,33 +159,26 @@ void bconv2d(const int N, const int H, const int W, const int C,
     }
 #endif
 
-    if (!one_pad)
-        for (int ky = 0; ky < KH; ++ky)
-            for (int kx = 0; kx < KW; ++kx) {
-                int padded[TP], any = 0;
-                #pragma unroll
-                for (int i = 0; i < TP; ++i) {
-                    padded[i] = (uint)(iy0[i] + ky) >= (uint)H || (uint)(ix0[i] + kx) >= (uint)W;
-                    any |= padded[i];
-                }
-                if (!any)
-                    continue;
-                const int wq = (ky * KW + kx) * CW;
-                for (int k = 0; k < CW; ++k)
-                    #pragma unroll
-                    for (int j = 0; j < TOC; ++j) {
-                        const int pw = POPC(wrow[j][wq + k]);
-                        #pragma unroll
-                        for (int i = 0; i < TP; ++i)
-                            acc[i][j] -= padded[i] ? pw : 0;
-                    }
-            }
-
     #pragma unroll
     for (int i = 0; i < TP; ++i) {
-        /* Rows and columns of the window inside the image. */
-        const int ry = min(H, iy0[i] + KH) - max(0, iy0[i]);
-        const int rx = min(W, ix0[i] + KW) - max(0, ix0[i]);
+        /* Rows [ya, ya + ry) and columns [xa, xa + rx) of the window lie inside the image. */
+        const int y1 = iy0[i] + KH, x1 = ix0[i] + KW;
+        const int ya = iy0[i] < 0 ? -iy0[i] : 0, xa = ix0[i] < 0 ? -ix0[i] : 0;
+        const int ry = KH - ya - (y1 > H ? y1 - H : 0), rx = KW - xa - (x1 > W ? x1 - W : 0);
+        /* Zero padding: take back the popcount(w) that each padded tap's 0 words added. */
+        if (!one_pad && (ry < KH || rx < KW))
+            for (int ky = 0; ky < KH; ++ky) {
+                const int row_inside = (uint)(ky - ya) < (uint)ry;
+                for (int kx = 0; kx < KW; ++kx) {
+                    if (row_inside && (uint)(kx - xa) < (uint)rx)
+                        continue;
+                    const int wq = (ky * KW + kx) * CW;
+                    #pragma unroll
+                    for (int j = 0; j < TOC; ++j)
+                        for (int k = 0; k < CW; ++k)
+                            acc[i][j] -= POPC(wrow[j][wq + k]);
+                }
+            }
         const int taps = one_pad ? KH * KW : ry * rx;
         const int p = bp + ty + i * WG_P;
         #pragma unroll

@@ -3,6 +3,11 @@
  * A pixel value is x = sum over p of 2^p * x_p with x_p = bit p of x (0 or 1), so against
  * +-1 weights w: dot(x, w) = sum_p 2^p * (2 * popcount(x_p & w) - popcount(x_p)),
  * where w's set bits are +1 (common.h). Pad bits are 0 in x_p and w alike and never count.
+ *
+ * The dot products run over whole windows: bitplane_pack cuts each output pixel's window
+ * (KQB = KH * KW * C values, in the weights' order ky, kx, c) into PLANES bit-planes packed as
+ * one row of RWP words, and bitplane_weights packs each filter the same way. A first layer has
+ * few channels (3 for RGB), so packing per pixel would leave most of every word empty.
  */
 #include "common.h"
 
@@ -23,66 +28,92 @@
 #define BOC (WG_OC * TOC)
 #define PLANES 8
 
-/* x: N x H x W x C uint8 -> planes: N x XH x XW pixels of PLANES x RW 32-bit words, plane p
- * packed along C like activations (bit c of a word = bit p of channel c), pad bits 0.
- * Frame pixel (fy, fx) is image pixel (fy - pad_top, fx - pad_left), or a padded pixel: value
- * 0, every plane 0, so it adds 0 (zero padding, exact) and the convolution needs no bounds test.
- * Launch: global (RW, N * XH * XW), one work-item per word of every plane. */
-__kernel void bitplane_pack(const int N, const int H, const int W, const int C, const int RW,
-                            const int XH, const int XW, const int pad_top, const int pad_left,
+/* x: N x H x W x C uint8 -> patches: N * OH * OW output pixels of RWP * PLANES 32-bit words.
+ * Plane p of a window is packed like activations (bit t of the row = bit p of window value t,
+ * pad bits 0), and the PLANES planes of each word_t k sit together: word_t k * PLANES + p of a
+ * pixel's patch is word k of plane p. Taps outside the image are 0 in every plane, so they add
+ * 0 (zero padding, exact). Launch: global (RWP, N * OH * OW), one work-item per 32-bit word. */
+__kernel void bitplane_pack(const int N, const int H, const int W, const int C,
+                            const int KH, const int KW, const int OH, const int OW,
+                            const int stride, const int pad_top, const int pad_left, const int RWP,
                             __global const uchar *restrict x,
-                            __global uint *restrict planes)
+                            __global uint *restrict patches)
 {
-    const int k = get_global_id(0), f = get_global_id(1);
-    if (k >= RW || f >= N * XH * XW) return;
-    const int n = f / (XH * XW), r = f - n * (XH * XW), fy = r / XW, fx = r - fy * XW;
-    const int iy = fy - pad_top, ix = fx - pad_left;
+    const int k = get_global_id(0), p = get_global_id(1);
+    if (k >= RWP || p >= N * OH * OW) return;
+    const int n = p / (OH * OW), r = p - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
+    const int iy0 = oy * stride - pad_top, ix0 = ox * stride - pad_left;
+    /* Window value t = k * 32 + b is channel c of tap (ky, kx); walk t without dividing. */
+    const int t0 = k * 32, nbits = clamp(KH * KW * C - t0, 0, 32);
+    int c = t0 % C, kx = t0 / C % KW, ky = t0 / C / KW;
     uint word[PLANES];
-    for (int p = 0; p < PLANES; ++p) word[p] = 0u;
-    if ((uint)iy < (uint)H && (uint)ix < (uint)W) {
-        const size_t at = (((size_t)n * H + iy) * W + ix) * C + k * 32;
-        const int nbits = clamp(C - k * 32, 0, 32);
-        for (int b = 0; b < nbits; ++b) {
-            const uint v = x[at + b];
-            for (int p = 0; p < PLANES; ++p)
-                word[p] |= ((v >> p) & 1u) << b;
+    for (int pl = 0; pl < PLANES; ++pl) word[pl] = 0u;
+    for (int b = 0; b < nbits; ++b) {
+        const int iy = iy0 + ky, ix = ix0 + kx;
+        if ((uint)iy < (uint)H && (uint)ix < (uint)W) {
+            const uint v = x[(((size_t)n * H + iy) * W + ix) * C + c];
+            for (int pl = 0; pl < PLANES; ++pl)
+                word[pl] |= ((v >> pl) & 1u) << b;
+        }
+        if (++c == C) {
+            c = 0;
+            if (++kx == KW) {
+                kx = 0;
+                ++ky;
+            }
         }
     }
-    __global uint *out = planes + (size_t)f * PLANES * RW + k;
-    for (int p = 0; p < PLANES; ++p)
-        out[p * RW] = word[p];
+    __global uint *out = patches + (size_t)p * PLANES * RWP + (k - k % WORD_SPAN) * PLANES + k % WORD_SPAN;
+    for (int pl = 0; pl < PLANES; ++pl)
+        out[pl * WORD_SPAN] = word[pl];
 }
 
-/* planes: N x XH x XW pixels of PLANES x CW words (bitplane_pack's frame), w: OC x KH x KW x CW
- * words, out: N x OH x OW x OC int32. The tiling is bconv2d.cl's (caches only): work-item
- * (tx, ty) owns pixels bp + ty + i * WG_P and channels boc + tx + j * WG_OC; each weight word
- * it loads serves all PLANES planes.
- * Launch: global (ceil(OC / BOC) * WG_OC, ceil(NP / BP) * WG_P), local (WG_OC, WG_P). */
+/* w: OC filters of TAPS taps of C channels, each tap packed in RW words (the layer's layout)
+ * -> wp: OC rows of RWP words holding the TAPS * C bits as one packed row (pad bits 0).
+ * Launch: global (RWP, OC). */
+__kernel void bitplane_weights(const int OC, const int TAPS, const int C, const int RW, const int RWP,
+                               __global const uint *restrict w,
+                               __global uint *restrict wp)
+{
+    const int k = get_global_id(0), o = get_global_id(1);
+    if (k >= RWP || o >= OC) return;
+    const int t0 = k * 32, nbits = clamp(TAPS * C - t0, 0, 32);
+    int c = t0 % C, tap = t0 / C;
+    uint word = 0u;
+    for (int b = 0; b < nbits; ++b) {
+        word |= ((w[((size_t)o * TAPS + tap) * RW + c / 32] >> (c % 32)) & 1u) << b;
+        if (++c == C) {
+            c = 0;
+            ++tap;
+        }
+    }
+    wp[(size_t)o * RWP + k] = word;
+}
+
+/* patches: NP rows of CW * PLANES words (bitplane_pack), wp: OC rows of CW words
+ * (bitplane_weights, or the weights themselves for a 1x1 window) -> out: NP x OC int32.
+ * bgemm.cl's tiling with PLANES rows per pixel: each weight word loaded serves all of them.
+ * Launch: global (ceil(OC / BOC) * WG_OC, ceil(NP / BP) * WG_P), local (WG_OC, WG_P); work-item
+ * (tx, ty) owns pixels bp + ty + i * WG_P and channels boc + tx + j * WG_OC. */
 __kernel __attribute__((reqd_work_group_size(WG_OC, WG_P, 1)))
-void bitplane_conv2d(const int N, const int OC, const int KH, const int KW,
-                     const int OH, const int OW, const int stride, const int XH, const int XW,
-                     const int CW,
-                     __global const word_t *restrict planes,
-                     __global const word_t *restrict w,
+void bitplane_conv2d(const int NP, const int OC, const int CW,
+                     __global const word_t *restrict patches,
+                     __global const word_t *restrict wp,
                      __global int *restrict out)
 {
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int boc = get_group_id(0) * BOC, bp = get_group_id(1) * BP;
-    const int NP = N * OH * OW, PIX = PLANES * CW, KQ = KH * KW * CW;
-    const size_t ROW = (size_t)XW * PIX;
 
-    /* PoCL leaves the register-block loops rolled (acc in memory) unless told to unroll. */
-    size_t start[TP];
+    /* Rows past the edge read row NP-1 / OC-1 (in bounds); their results are not stored.
+     * PoCL leaves the register-block loops rolled (acc in memory) unless told to unroll. */
+    const __global word_t *xr[TP];
     #pragma unroll
-    for (int i = 0; i < TP; ++i) {
-        const int p = min(bp + ty + i * WG_P, NP - 1);
-        const int n = p / (OH * OW), r = p - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
-        start[i] = ((size_t)n * XH + oy * stride) * ROW + (size_t)ox * stride * PIX;
-    }
+    for (int i = 0; i < TP; ++i)
+        xr[i] = patches + (size_t)min(bp + ty + i * WG_P, NP - 1) * CW * PLANES;
     const __global word_t *wrow[TOC];
     #pragma unroll
     for (int j = 0; j < TOC; ++j)
-        wrow[j] = w + (size_t)min(boc + tx + j * WG_OC, OC - 1) * KQ;
+        wrow[j] = wp + (size_t)min(boc + tx + j * WG_OC, OC - 1) * CW;
 
     /* acc: sum of 2^p * popcount(x_p & w); ones: sum of 2^p * popcount(x_p), shared by channels. */
     int acc[TP][TOC], ones[TP];
@@ -94,32 +125,25 @@ void bitplane_conv2d(const int N, const int OC, const int KH, const int KW,
             acc[i][j] = 0;
     }
 
-    for (int ky = 0; ky < KH; ++ky)
-        for (int kx = 0; kx < KW; ++kx) {
-            const __global word_t *xp[TP];
+    for (int k = 0; k < CW; ++k) {
+        word_t b[TOC];
+        #pragma unroll
+        for (int j = 0; j < TOC; ++j) b[j] = wrow[j][k];
+        #pragma unroll
+        for (int pl = 0; pl < PLANES; ++pl) {
+            word_t a[TP];
             #pragma unroll
-            for (int i = 0; i < TP; ++i) xp[i] = planes + start[i] + ky * ROW + kx * PIX;
-            const int wq = (ky * KW + kx) * CW;
-            for (int k = 0; k < CW; ++k) {
-                word_t b[TOC];
-                #pragma unroll
-                for (int j = 0; j < TOC; ++j) b[j] = wrow[j][wq + k];
-                #pragma unroll
-                for (int p = 0; p < PLANES; ++p) {
-                    word_t a[TP];
-                    #pragma unroll
-                    for (int i = 0; i < TP; ++i) {
-                        a[i] = xp[i][p * CW + k];
-                        ones[i] += POPC(a[i]) << p;
-                    }
-                    #pragma unroll
-                    for (int i = 0; i < TP; ++i)
-                        #pragma unroll
-                        for (int j = 0; j < TOC; ++j)
-                            acc[i][j] += POPC(a[i] & b[j]) << p;
-                }
+            for (int i = 0; i < TP; ++i) {
+                a[i] = xr[i][k * PLANES + pl];
+                ones[i] += POPC(a[i]) << pl;
             }
+            #pragma unroll
+            for (int i = 0; i < TP; ++i)
+                #pragma unroll
+                for (int j = 0; j < TOC; ++j)
+                    acc[i][j] += POPC(a[i] & b[j]) << pl;
         }
+    }
 
     #pragma unroll
     for (int i = 0; i < TP; ++i) {

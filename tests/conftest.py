@@ -5,13 +5,13 @@
 GPU's local-memory configuration is tested on the CPU too; ``ESPRESSO_PARAMS=<profile>``
 narrows it to that one profile (the Oclgrind check runs one profile per process).
 
-``ESPRESSO_KERNEL_LOG=<file>`` writes the kernels launched in the session to that file, one
-``<file>:<kernel>`` a line (see ``tests/oclgrind_check.py``).
+``ESPRESSO_KERNEL_LOG=<file>`` appends the kernels launched in the session to that file, one
+``<file>:<kernel>`` a line (see ``tests/oclgrind_check.py``); with pytest-xdist each worker
+appends its own.
 """
 
 import os
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pyopencl as cl
@@ -72,5 +72,7 @@ def rng(request):
 
 def pytest_sessionfinish(session, exitstatus):
     path = os.environ.get(KERNEL_LOG_ENV_VAR)
-    if path:
-        Path(path).write_text("".join(f"{name}\n" for name in sorted(launch.launched)))
+    if path and launch.launched:
+        # One write per process, in append mode: xdist workers finish concurrently.
+        with open(path, "a") as log:
+            log.write("".join(f"{name}\n" for name in sorted(launch.launched)))

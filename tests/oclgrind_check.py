@@ -2,7 +2,8 @@
 
 Runs the pytest suite on ``ESPRESSO_DEVICE=oclgrind`` once per tuning profile
 (``ESPRESSO_PARAMS=<profile>``, so the GPU profile's local-memory tiles and barriers are
-simulated too), with Oclgrind's data-race and uninitialized-value checkers on, and fails if
+simulated too), spread over pytest-xdist workers, with Oclgrind's data-race and
+uninitialized-value checkers on, and fails if
 
 - pytest fails, or collects no test;
 - Oclgrind reports anything (invalid read or write, data race, uninitialized value,
@@ -26,10 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def defined_kernels(folder: Path) -> set[str]:
     return found
 
 
-def run_profile(profile: str, pytest_args: list[str], timeout: float) -> dict:
+def run_profile(profile: str, pytest_args: list[str], workers: int, timeout: float) -> dict:
     """Run pytest on Oclgrind with one tuning profile; return its outcome and file paths."""
     paths = {kind: OUT_DIR / f"{profile}.{kind}" for kind in ("out", "err", "kernels")}
     for path in paths.values():
@@ -70,12 +71,20 @@ def run_profile(profile: str, pytest_args: list[str], timeout: float) -> dict:
     env.pop("OCLGRIND_LOG", None)  # it would divert the reports away from stderr
     command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "--durations=10",
                "--capture=sys", "-m", MARKERS, *pytest_args]
+    if workers > 1:
+        # Oclgrind simulates a kernel on one core (OCLGRIND_NUM_THREADS changed nothing here),
+        # so pytest-xdist workers are what puts the other cores to use.
+        command += ["-n", str(workers)]
     start = time.monotonic()
     with open(paths["out"], "w") as out, open(paths["err"], "w") as err:
+        # A session of its own, so that a timeout ends the xdist workers with pytest.
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err,
+                                   start_new_session=True)
         try:
-            rc = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=err,
-                                timeout=timeout).returncode
+            rc = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
             rc = None
     return {"profile": profile, "rc": rc, "seconds": time.monotonic() - start, **paths}
 
@@ -105,7 +114,7 @@ def main(argv=None) -> int:
     parser.add_argument("--profiles", default=",".join(PROFILES),
                         help="comma-separated tuning profiles (default: all: %(default)s)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                        help="profiles simulated at once (default: CPU count, %(default)s)")
+                        help="pytest-xdist workers (default: CPU count, %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per profile")
     parser.add_argument("--no-coverage", action="store_true",
                         help="do not require every kernel to be launched (for partial runs)")
@@ -124,30 +133,28 @@ def main(argv=None) -> int:
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     print(f"Oclgrind check on {device.name.strip()} ({device.platform.version.strip()}), "
-          f"profiles {', '.join(profiles)}, {args.jobs} at a time; output in {OUT_DIR}", flush=True)
+          f"profiles {', '.join(profiles)}, {args.jobs} workers; output in {OUT_DIR}", flush=True)
     failed = False
     totals = {"passed": 0, "failed": 0}
     launched = set()
-    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = [pool.submit(run_profile, p, args.pytest_args, args.timeout) for p in profiles]
-        for future in as_completed(futures):
-            result = future.result()
-            counts = _summary_counts(result["out"])
-            for key in totals:
-                totals[key] += counts.get(key, 0)
-            status = "timed out" if result["rc"] is None else f"exit {result['rc']}"
-            print(f"\n== profile {result['profile']}: {status} in {result['seconds']:.0f} s: "
-                  f"{_tail(result['out'], 1)}", flush=True)
-            if result["rc"] != 0:
-                failed = True
-                print(f"pytest failed (full output: {result['out']}):\n{_tail(result['out'], 60)}")
-            reports = findings(result["err"])
-            if reports:
-                failed = True
-                shown = "\n".join(reports[:200])
-                print(f"Oclgrind reported {len(reports)} lines (all in {result['err']}):\n{shown}")
-            if result["kernels"].is_file():
-                launched.update(result["kernels"].read_text().split())
+    for profile in profiles:
+        result = run_profile(profile, args.pytest_args, args.jobs, args.timeout)
+        counts = _summary_counts(result["out"])
+        for key in totals:
+            totals[key] += counts.get(key, 0)
+        status = "timed out" if result["rc"] is None else f"exit {result['rc']}"
+        print(f"\n== profile {profile}: {status} in {result['seconds']:.0f} s: {_tail(result['out'], 1)}",
+              flush=True)
+        if result["rc"] != 0:
+            failed = True
+            print(f"pytest failed (full output: {result['out']}):\n{_tail(result['out'], 60)}")
+        reports = findings(result["err"])
+        if reports:
+            failed = True
+            shown = "\n".join(reports[:200])
+            print(f"Oclgrind reported {len(reports)} lines (all in {result['err']}):\n{shown}")
+        if result["kernels"].is_file():
+            launched.update(result["kernels"].read_text().split())
 
     defined = defined_kernels(kernel_dir())
     print(f"\n{len(launched & defined)} of {len(defined)} kernels launched under Oclgrind")

@@ -1,8 +1,9 @@
 """Launchers of kernels/bconv2d.cl, kernels/fconv2d.cl and kernels/bitplane.cl.
 
-Each convolution runs in two steps: the image is copied into the frame its windows cover,
-padded pixels included (skipped for binary and float images when nothing is padded), then the
-convolution reads whole window rows from the frame with no bounds test.
+Binary and float convolutions run in two steps: the image is copied into the frame its windows
+cover, padded pixels included (skipped when nothing is padded), then the convolution reads
+whole window rows from the frame with no bounds test. The bit-plane convolution packs each
+output pixel's whole window instead, since a first layer has too few channels to fill a word.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def _frame_size(g: ConvGeometry) -> tuple:
     return (g.oh - 1) * g.stride + g.kh, (g.ow - 1) * g.stride + g.kw
 
 
-def _frame(x: Tensor, g: ConvGeometry, family: str, one_pad: bool, *sizes) -> tuple:
+def _frame(x: Tensor, g: ConvGeometry, family: str, defines: dict, one_pad: bool, *sizes) -> tuple:
     """(frame, XH, XW): x itself where no window leaves the image, else x copied by
     ``<family>_pad`` into the frame with its padding. ``sizes`` are the kernel's per-pixel
     sizes after N, H, W (C, then RW for bits)."""
@@ -54,10 +55,16 @@ def _frame(x: Tensor, g: ConvGeometry, family: str, one_pad: bool, *sizes) -> tu
         return x, h, wd
     runtime = x.runtime
     framed = Tensor(runtime, (n, xh, xw, c), x.kind)
-    launch(runtime, f"{family}.cl", f"{family}_pad", runtime.params.defines(family),
-           (framed.storage_shape[-1], n * xh * xw), None,
-           n, h, wd, *sizes, xh, xw, g.pad_top, g.pad_left, one_pad, x, framed)
+    launch(runtime, f"{family}.cl", f"{family}_pad", defines, (framed.storage_shape[-1], n * xh * xw),
+           None, n, h, wd, *sizes, xh, xw, g.pad_top, g.pad_left, one_pad, x, framed)
     return framed, xh, xw
+
+
+def _tiles(runtime, family: str, pixels: int) -> dict:
+    """The family's defines, with TP cut down when there are too few pixels to fill it: a
+    dense layer at batch 1 is one pixel, and TP - 1 idle rows would each cost a full row."""
+    defines = runtime.params.defines(family)
+    return dict(defines, TP=min(defines["TP"], -(-pixels // defines["WG_P"])))
 
 
 def _grid(defines: dict, pixels: int, channels: int) -> tuple:
@@ -81,10 +88,11 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     n, h, wd, c = x.shape
     oc = w.shape[0]
     rw = x.storage_shape[-1]
-    framed, xh, xw = _frame(x, g, "bconv2d", one_pad, c, rw)
-    defines = runtime.params.defines("bconv2d")
+    pixels = n * g.oh * g.ow
+    defines = _tiles(runtime, "bconv2d", pixels)
+    framed, xh, xw = _frame(x, g, "bconv2d", defines, one_pad, c, rw)
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
-    launch(runtime, "bconv2d.cl", "bconv2d", defines, *_grid(defines, n * g.oh * g.ow, oc),
+    launch(runtime, "bconv2d.cl", "bconv2d", defines, *_grid(defines, pixels, oc),
            n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
            xh, xw, rw // runtime.params.words32, one_pad, framed, w, out)
     return out
@@ -103,10 +111,11 @@ def fconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     runtime = x.runtime
     n, h, wd, c = x.shape
     oc = w.shape[0]
-    framed, xh, xw = _frame(x, g, "fconv2d", one_pad, c)
-    defines = runtime.params.defines("fconv2d")
+    pixels = n * g.oh * g.ow
+    defines = _tiles(runtime, "fconv2d", pixels)
+    framed, xh, xw = _frame(x, g, "fconv2d", defines, one_pad, c)
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "float32")
-    launch(runtime, "fconv2d.cl", "fconv2d", defines, *_grid(defines, n * g.oh * g.ow, oc),
+    launch(runtime, "fconv2d.cl", "fconv2d", defines, *_grid(defines, pixels, oc),
            n, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, xh, xw, framed, w, out)
     return out
 
@@ -122,15 +131,21 @@ def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
     g = _geometry("bitplane_conv2d", x, w, stride, padding)
     runtime = x.runtime
     n, h, wd, c = x.shape
-    oc = w.shape[0]
-    xh, xw = _frame_size(g)
-    defines = runtime.params.defines("bitplane")
-    planes = Tensor(runtime, (n, xh, xw, PLANES, c), "bits")
-    rw = planes.storage_shape[-1]
-    launch(runtime, "bitplane.cl", "bitplane_pack", defines, (rw, n * xh * xw), None,
-           n, h, wd, c, rw, xh, xw, g.pad_top, g.pad_left, x, planes)
+    oc, kh, kw, _ = w.shape
+    pixels = n * g.oh * g.ow
+    defines = _tiles(runtime, "bitplane", pixels)
+    # Each output pixel's window as PLANES packed rows, interleaved by word (see bitplane.cl).
+    patches = Tensor(runtime, (pixels, PLANES, kh * kw * c), "bits")
+    rwp = patches.storage_shape[-1]
+    launch(runtime, "bitplane.cl", "bitplane_pack", defines, (rwp, pixels), None,
+           n, h, wd, c, kh, kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, rwp, x, patches)
+    if kh * kw == 1:
+        rows = w  # one tap: each filter already is one packed row
+    else:
+        rows = Tensor(runtime, (oc, kh * kw * c), "bits")
+        launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, oc), None,
+               oc, kh * kw, c, w.storage_shape[-1], rwp, w, rows)
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
-    launch(runtime, "bitplane.cl", "bitplane_conv2d", defines, *_grid(defines, n * g.oh * g.ow, oc),
-           n, oc, g.kh, g.kw, g.oh, g.ow, g.stride, xh, xw, rw // runtime.params.words32,
-           planes, w, out)
+    launch(runtime, "bitplane.cl", "bitplane_conv2d", defines, *_grid(defines, pixels, oc),
+           pixels, oc, rwp // runtime.params.words32, patches, rows, out)
     return out
