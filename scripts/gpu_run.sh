@@ -66,6 +66,8 @@ if [ ! -f /etc/OpenCL/vendors/nvidia.icd ] && [ -z "${OCL_ICD_VENDORS:-}" ]; the
     fi
     export OCL_ICD_VENDORS=$(mktemp -d)
     echo "$lib" >"$OCL_ICD_VENDORS/nvidia.icd"
+    # OCL_ICD_VENDORS replaces the system folder: keep the CPU drivers registered there.
+    cp /etc/OpenCL/vendors/*.icd "$OCL_ICD_VENDORS/" 2>/dev/null
     say "no /etc/OpenCL/vendors/nvidia.icd: OCL_ICD_VENDORS=$OCL_ICD_VENDORS names $lib"
 fi
 

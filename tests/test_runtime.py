@@ -1,5 +1,6 @@
 """Device choice (ESPRESSO_DEVICE), tuning profiles (ESPRESSO_PARAMS), program build and cache."""
 
+import re
 import uuid
 
 import pyopencl as cl
@@ -54,6 +55,8 @@ def test_auto_prefers_a_gpu_then_pocl_and_never_oclgrind(monkeypatch, value):
 
 
 def test_cpu_picks_a_cpu_device_and_prefers_pocl(monkeypatch):
+    if not any(d.type & cl.device_type.CPU and not _is_oclgrind(d) for _, _, d in _devices()):
+        pytest.skip("no CPU OpenCL device registered (e.g. a GPU machine whose ICD list names only the GPU)")
     dev = _select(monkeypatch, "cpu")
     assert dev.type & cl.device_type.CPU and not _is_oclgrind(dev)
     if any(_is_pocl(d) for _, _, d in _devices()):
@@ -130,6 +133,11 @@ def test_kernel_dir_holds_the_sources():
     assert {"pack.cl", "bgemm.cl", "fgemm.cl"} <= set(KERNEL_FILES)
 
 
+# NVIDIA's OpenCL compiler (driver 580) prints this for every kernel of a program; it is a
+# note about its own inlining of kernels, not about the source.
+_BENIGN_WARNING = re.compile(r"function \w+ is a kernel, so overriding noinline attribute")
+
+
 @pytest.mark.parametrize("filename", KERNEL_FILES)
 def test_every_kernel_file_builds_without_warnings(profiled_runtime, filename):
     # PoCL 3.0 has given programs with zero kernels on rebuilding a source whose first build
@@ -142,7 +150,9 @@ def test_every_kernel_file_builds_without_warnings(profiled_runtime, filename):
               + f"\n/* build-log check {uuid.uuid4()} */\n")
     program = rt._build(filename, source)
     log = program.get_build_info(rt.device, cl.program_build_info.LOG)
-    assert "warning" not in log.lower(), f"kernels/{filename} ({rt.params.name} profile):\n{log}"
+    warnings = [line for line in log.lower().splitlines()
+                if "warning" in line and not _BENIGN_WARNING.search(line)]
+    assert not warnings, f"kernels/{filename} ({rt.params.name} profile):\n{log}"
     assert program.get_info(cl.program_info.NUM_KERNELS) > 0
 
 
