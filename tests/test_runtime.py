@@ -1,6 +1,8 @@
 """Device choice (ESPRESSO_DEVICE), tuning profiles (ESPRESSO_PARAMS), program build and cache."""
 
+import os
 import re
+import threading
 import uuid
 
 import pyopencl as cl
@@ -181,8 +183,14 @@ def test_program_is_built_once_per_source_and_defines(runtime, build_count):
     assert other is not first
     assert rt.program("pack.cl", {"IN_T": "float"}) is other
     assert len(build_count) == 2
-    # Kernel objects hold their arguments, so each call gets its own from the cached program.
-    assert rt.kernel("pack.cl", "pack_sign") is not rt.kernel("pack.cl", "pack_sign")
+    # Kernel objects hold their arguments: one per thread, reused within it.
+    mine = rt.kernel("pack.cl", "pack_sign")
+    assert rt.kernel("pack.cl", "pack_sign") is mine
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(rt.kernel("pack.cl", "pack_sign")))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine
     assert len(build_count) == 2
 
 
@@ -202,7 +210,11 @@ def test_a_changed_header_misses_the_cache(monkeypatch, runtime, build_count, tm
     monkeypatch.setattr(runtime_module, "kernel_dir", lambda: tmp_path)
     rt = Runtime(runtime.device)
     before = rt.program("probe.cl")
-    (tmp_path / "common.h").write_text("#define VALUE 2\n")
+    header = tmp_path / "common.h"
+    stamp = header.stat().st_mtime_ns
+    header.write_text("#define VALUE 2\n")
+    # The same size, and on a coarse clock maybe the same time: a later edit's stamp.
+    os.utime(header, ns=(stamp + 10**9, stamp + 10**9))
     assert rt.program("probe.cl") is not before
     assert len(build_count) == 2
 

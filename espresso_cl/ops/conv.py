@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import operator
 
+import pyopencl as cl
+
 from ..geometry import ConvGeometry
 from ..tensor import Tensor
 from .launch import launch
@@ -73,18 +75,36 @@ def _grid(defines: dict, pixels: int, channels: int) -> tuple:
     return global_size, (defines["WG_OC"], defines["WG_P"])
 
 
+# Most bytes of window rows (im2col) that bconv2d holds at once; more output pixels run in chunks.
+IM2COL_BYTES = 32 << 20
+
+
+def _interior(lo_pad: int, size: int, k: int, stride: int, out: int) -> tuple:
+    """Output positions [lo, hi) whose windows stay inside an image axis of ``size``."""
+    lo = min(-(-lo_pad // stride), out)
+    hi = max(lo, min(out, (size + lo_pad - k) // stride + 1))
+    return lo, hi
+
+
 def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "zero") -> Tensor:
     """Binary convolution: bits x (N, H, W, C), bits w (OC, KH, KW, C) -> int32 (N, OH, OW, OC).
 
     Each output is the sum over the window's taps of the +-1 dot product of pixel and weights.
     ``padding`` 'same' or 'valid' and ``stride`` place the window (:class:`ConvGeometry`);
     ``pad_value`` 'zero' makes a padded tap add exactly 0, 'one' reads it as all +1.
+
+    Profiles with ``IM2COL`` (the CPU's) copy each output pixel's window into a packed row and
+    run :func:`ops.bgemm <espresso_cl.ops.gemm.bgemm>` on the rows (at most
+    :data:`IM2COL_BYTES` of rows at a time), then correct the zero-padded border pixels;
+    the others run the direct kernel.
     """
     if x.kind != "bits" or w.kind != "bits":
         raise TypeError(f"bconv2d takes packed bits x and w, got {x.kind} and {w.kind}")
     g = _geometry("bconv2d", x, w, stride, padding)
     one_pad = _one_pad("bconv2d", pad_value)
     runtime = x.runtime
+    if runtime.params.defines("bconv2d").get("IM2COL", 0):
+        return _bconv2d_im2col(x, w, g, one_pad)
     n, h, wd, c = x.shape
     oc = w.shape[0]
     rw = x.storage_shape[-1]
@@ -95,6 +115,55 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     launch(runtime, "bconv2d.cl", "bconv2d", defines, *_grid(defines, pixels, oc),
            n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
            xh, xw, rw // runtime.params.words32, one_pad, framed, w, out)
+    return out
+
+
+def _bconv2d_im2col(x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Tensor:
+    from .gemm import bgemm
+
+    runtime = x.runtime
+    defines = runtime.params.defines("bconv2d")
+    n, h, wd, c = x.shape
+    oc = w.shape[0]
+    rw = x.storage_shape[-1]
+    cw = rw // runtime.params.words32
+    taps = g.kh * g.kw
+    pixels = n * g.oh * g.ow
+    weights = w.reshape((oc, taps * c), segment=c)  # (ky, kx, c) rows: the window rows' layout
+    if taps == 1 and g.stride == 1 and g.oh == h and g.ow == wd:
+        # A 1x1 window over every pixel: the image already is the rows.
+        out = bgemm(x.reshape((pixels, c), segment=c), weights)
+        return out.reshape((n, g.oh, g.ow, oc))
+    row_bytes = taps * rw * 4
+    chunk = max(1, min(pixels, IM2COL_BYTES // row_bytes))
+    cols = Tensor(runtime, (chunk, taps * c), "bits", segment=c)
+    out = None
+    for p0 in range(0, pixels, chunk):
+        rows = min(chunk, pixels - p0)
+        launch(runtime, "bconv2d.cl", "bconv2d_im2col", defines, (rows,), None,
+               h, wd, c, cw, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
+               one_pad, p0, rows, x, cols)
+        if rows < chunk:  # the last chunk: the first rows of the buffer
+            cols = Tensor(runtime, (rows, taps * c), "bits", cols.buffer, segment=c)
+        part = bgemm(cols, weights)
+        if rows == pixels:
+            out = part
+        else:
+            if out is None:
+                out = Tensor(runtime, (pixels, oc), "int32")
+            cl.enqueue_copy(runtime.queue, out.buffer, part.buffer, byte_count=part.nbytes,
+                            dst_offset=p0 * oc * 4)
+    out = out.reshape((n, g.oh, g.ow, oc))
+    oy_lo, oy_hi = _interior(g.pad_top, h, g.kh, g.stride, g.oh)
+    ox_lo, ox_hi = _interior(g.pad_left, wd, g.kw, g.stride, g.ow)
+    border = g.oh * g.ow - (oy_hi - oy_lo) * (ox_hi - ox_lo)
+    if not one_pad and border:
+        sums = Tensor(runtime, (taps, oc), "int32")
+        launch(runtime, "bconv2d.cl", "bconv2d_tapsums", defines, (oc, taps), None,
+               oc, taps, c, rw, w, sums)
+        launch(runtime, "bconv2d.cl", "bconv2d_fixup", defines, (n * border,), None,
+               n, h, wd, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
+               oy_lo, oy_hi, ox_lo, ox_hi, border, sums, out)
     return out
 
 
