@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import targets
 from .case import REFERENCE
 from .timing import ROLES
 
@@ -169,6 +170,8 @@ def print_report(summary: dict, file=None) -> None:
         print(speedup_table(summary["results"]), file=file)
         print("\n== Memory: binary (packed bits; uint8 pixels into the first layer) vs float32 ==", file=file)
         print(memory_table(summary["results"]), file=file)
+        print("\n== Targets (issue 7: CPU speed through PoCL) ==", file=file)
+        print("\n".join(targets.lines(summary)), file=file)
         print("\nchecks: " + ("all passed" if summary["all_checks_passed"] else "SOME FAILED"), file=file)
         for r in summary["results"]:
             print(f"  {r['family']} {r['name']}: {'ok' if r['check']['passed'] else 'FAILED'}: "

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 
-from . import gemm, networks, system
+from . import gemm, networks, system, targets
 from .case import Case, run_case
 from .timing import Settings, progress
 
@@ -100,7 +100,7 @@ class Suite:
         machine = dict(self.machine)
         if hasattr(os, "getloadavg"):
             machine["load_average_at_end"] = list(os.getloadavg())
-        return {
+        document = {
             "schema": SCHEMA,
             "mode": self.mode.name,
             "started_utc": datetime.datetime.fromtimestamp(self.started, datetime.timezone.utc).isoformat(),
@@ -114,3 +114,5 @@ class Suite:
             "all_checks_passed": self.all_passed,
             "results": self.results,
         }
+        document["targets"] = targets.evaluate(document)
+        return document

@@ -191,6 +191,16 @@ def binary_peak(runtime, features: dict) -> tuple[tuple | None, str]:
     return None, f"no popcount ceiling known for a {runtime.kind} device from {dev.vendor.strip()}"
 
 
+def implementation(runtime) -> str:
+    """A short name of the OpenCL implementation, so that two CPU runtimes read apart in tables."""
+    platform = runtime.device.platform.name.lower()
+    for needle, name in (("portable computing language", "pocl"), ("intel", "intel"), ("nvidia", "nvidia"),
+                         ("oclgrind", "oclgrind")):
+        if needle in platform:
+            return name
+    return platform.split()[0] if platform.split() else "opencl"
+
+
 def devices_under_test() -> list[Device]:
     """The device ``ESPRESSO_DEVICE`` names, or else every OpenCL device but the Oclgrind simulator."""
     features = cpu_features()
@@ -206,5 +216,6 @@ def devices_under_test() -> list[Device]:
             # Oclgrind is a simulator: its timings mean nothing, unless it is asked for by name.
             wanted = runtime is chosen if chosen is not None else runtime.kind != "oclgrind"
             if wanted:
-                devices.append(Device(f"{runtime.kind} {p}:{d}", runtime, *binary_peak(runtime, features)))
+                devices.append(Device(f"{implementation(runtime)} {runtime.kind} {p}:{d}", runtime,
+                                      *binary_peak(runtime, features)))
     return devices

@@ -47,10 +47,11 @@ PROFILES = {
     # PoCL and other CPU runtimes: 64-bit words, register blocks, caches instead of local memory.
     "cpu": Params("cpu", 64, {
         "bgemm": _gemm(4, 4, 1, 8, 0, 16),
-        "fgemm": _gemm(4, 4, 1, 8, 0, 16),
+        # KV: float vectors along K (AVX2 FMAs); 3 x 4 blocks fill the 16 vector registers.
+        "fgemm": dict(_gemm(3, 4, 4, 4, 0, 16), KV=8),
         # IM2COL: window rows + bgemm (the direct kernel reached 0.6 of bgemm's rate).
         "bconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0, IM2COL=1),
-        "fconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0),
+        "fconv2d": _conv(3, 4, 4, 4, USE_LOCAL=0, KV=8),  # fgemm's vector loop on window rows
         "bitplane": _conv(4, 8, 1, 4),
     }),
     # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items.

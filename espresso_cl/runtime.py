@@ -30,6 +30,7 @@ call for that device to appear.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -66,6 +67,7 @@ class KernelBuildError(RuntimeError):
     """A kernel program failed to build; the message holds the build log."""
 
 
+@functools.cache
 def kernel_dir() -> Path:
     """The folder of ``.cl`` sources: inside the installed package first, the source tree second."""
     here = Path(__file__).resolve().parent

@@ -198,19 +198,34 @@ void bconv2d(const int N, const int H, const int W, const int C,
  * bgemm with K = KH * KW * C. A padded tap is written as the one_pad pattern (all +1, pad
  * bits 0: exact) or, for zero padding, as 0 words, i.e. all -1, which adds -sum(w_tap) to
  * the dot product instead of 0; bconv2d_fixup adds it back, sum(w_tap) = 2 * popcount(w_tap)
- * - C (bconv2d_tapsums), on the border pixels only. */
+ * - C (computed by bconv2d_im2col), on the border pixels only. */
 
 /* x: N x H x W pixels of CW words -> cols: rows p0 .. p0 + rows - 1 of the NP = N * OH * OW
- * output pixels, KH * KW * CW words each. Launch: global (rows), one work-item per row. */
+ * output pixels, KH * KW * CW words each. Work-items past the rows, when nsums > 0, fill
+ * sums: KH * KW x OC, the sum of each tap's +-1 weights, 2 * popcount(w_tap) - C, for
+ * bconv2d_fixup (one launch fewer). Launch: global (rows + nsums), nsums = 0 or OC * KH * KW. */
 __kernel void bconv2d_im2col(const int H, const int W, const int C, const int CW,
                              const int KH, const int KW, const int OH, const int OW,
                              const int stride, const int pad_top, const int pad_left,
-                             const int one_pad, const int p0, const int rows,
+                             const int one_pad, const int p0, const int rows, const int nsums,
+                             const int OC,
                              __global const word_t *restrict x,
-                             __global word_t *restrict cols)
+                             __global word_t *restrict cols,
+                             __global const word_t *restrict w,
+                             __global int *restrict sums)
 {
     const int r = get_global_id(0);
-    if (r >= rows) return;
+    if (r >= rows) {
+        const int i = r - rows;  /* i = tap * OC + o */
+        if (i >= nsums) return;
+        const int t = i / OC, o = i - t * OC;
+        const __global word_t *tw = w + ((size_t)o * KH * KW + t) * CW;
+        int ones = 0;
+        for (int k = 0; k < CW; ++k)
+            ones += POPC(tw[k]);
+        sums[i] = 2 * ones - C;
+        return;
+    }
     const int p = p0 + r, n = p / (OH * OW), s = p - n * (OH * OW), oy = s / OW, ox = s - oy * OW;
     const int iy0 = oy * stride - pad_top, ix0 = ox * stride - pad_left;
     __global word_t *row = cols + (size_t)r * KH * KW * CW;
@@ -231,21 +246,6 @@ __kernel void bconv2d_im2col(const int H, const int W, const int C, const int CW
             }
         }
     }
-}
-
-/* w: OC x TAPS taps of RW 32-bit words -> sums: TAPS x OC, the sum of each tap's +-1 weights,
- * 2 * popcount - C. Launch: global (OC, TAPS). */
-__kernel void bconv2d_tapsums(const int OC, const int TAPS, const int C, const int RW,
-                              __global const uint *restrict w,
-                              __global int *restrict sums)
-{
-    const int o = get_global_id(0), t = get_global_id(1);
-    if (o >= OC || t >= TAPS) return;
-    const __global uint *tw = w + ((size_t)o * TAPS + t) * RW;
-    int ones = 0;
-    for (int k = 0; k < RW; ++k)
-        ones += (int)popcount(tw[k]);
-    sums[(size_t)t * OC + o] = 2 * ones - C;
 }
 
 /* out: N x OH x OW x OC, bgemm's result over zero-padded taps written as -1 -> adds back

@@ -7,6 +7,11 @@
  * fconv2d_pad first copies the image into the XH x XW frame that the windows cover, padded
  * pixels included, so that the convolution reads every window row as one run of KW * C
  * floats with no bounds test (the launcher skips it when nothing is padded).
+ *
+ * KV > 1 (CPUs): as fgemm.cl, each window row and each filter row is contiguous, so the
+ * work-item's TP x TOC dot products run on float vectors of KV lanes along the row (AVX2 FMAs
+ * with KV = 8 on PoCL), the last RUN % KV products of each row one by one. Products are
+ * written a * b + c (clang contracts them to FMAs; PoCL does not inline mad() or min()).
  */
 #ifndef TP
 #define TP 4
@@ -27,9 +32,46 @@
 #define TK 16
 #endif
 
+#ifndef KV
+#define KV 1
+#endif
+
 #define BP (WG_P * TP)
 #define BOC (WG_OC * TOC)
 #define TK_PAD (TK + 1)
+
+#if KV > 1
+#if USE_LOCAL
+#error "KV > 1 is the global-memory (CPU) loop: use it with USE_LOCAL 0"
+#endif
+#if KV == 4
+typedef float4 fconv_vec;
+#elif KV == 8
+typedef float8 fconv_vec;
+#else
+#error "KV must be 1, 4 or 8"
+#endif
+#if defined(__clang__)
+/* The same vector at 4-byte alignment (rows start anywhere): one unaligned vector load. */
+typedef fconv_vec fconv_uvec __attribute__((aligned(4)));
+#define FCONV_LOAD(p) (*(const __global fconv_uvec *)(p))
+#elif KV == 4
+#define FCONV_LOAD(p) vload4(0, p)
+#else
+#define FCONV_LOAD(p) vload8(0, p)
+#endif
+
+static inline float fconv_hsum(const fconv_vec v)
+{
+#if KV == 8
+    const float4 q = v.lo + v.hi;
+#else
+    const float4 q = v;
+#endif
+    const float2 h = q.lo + q.hi;
+    return h.x + h.y;
+}
+#endif
 
 /* x: N x H x W x C -> framed: N x XH x XW x C, frame pixel (fy, fx) being image pixel
  * (fy - pad_top, fx - pad_left), or a padded pixel of 1.0 (one_pad) or 0.0.
@@ -67,7 +109,7 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
     size_t start[TP];
     #pragma unroll
     for (int i = 0; i < TP; ++i) {
-        const int p = min(bp + ty + i * WG_P, NP - 1);
+        const int p = bp + ty + i * WG_P < NP ? bp + ty + i * WG_P : NP - 1;
         const int n = p / (OH * OW), r = p - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
         start[i] = ((size_t)n * XH + oy * stride) * ROW + (size_t)ox * stride * C;
     }
@@ -115,14 +157,41 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
 #else
     const __global float *wrow[TOC];
     #pragma unroll
-    for (int j = 0; j < TOC; ++j)
-        wrow[j] = w + (size_t)min(boc + tx + j * WG_OC, OC - 1) * KQ;
+    for (int j = 0; j < TOC; ++j) {
+        const int oc = boc + tx + j * WG_OC;
+        wrow[j] = w + (size_t)(oc < OC ? oc : OC - 1) * KQ;
+    }
+#if KV > 1
+    fconv_vec vacc[TP][TOC];
+    #pragma unroll
+    for (int i = 0; i < TP; ++i)
+        #pragma unroll
+        for (int j = 0; j < TOC; ++j)
+            vacc[i][j] = (fconv_vec)(0.0f);
+    const int RB = RUN - RUN % KV;
+#endif
     for (int ky = 0; ky < KH; ++ky) {
         const __global float *xr[TP];
         #pragma unroll
         for (int i = 0; i < TP; ++i) xr[i] = framed + start[i] + ky * ROW;
         const int wq = ky * RUN;
+#if KV > 1
+        for (int q = 0; q < RB; q += KV) {
+            fconv_vec a[TP];
+            #pragma unroll
+            for (int i = 0; i < TP; ++i) a[i] = FCONV_LOAD(xr[i] + q);
+            #pragma unroll
+            for (int j = 0; j < TOC; ++j) {
+                const fconv_vec b = FCONV_LOAD(wrow[j] + wq + q);
+                #pragma unroll
+                for (int i = 0; i < TP; ++i)
+                    vacc[i][j] += a[i] * b;
+            }
+        }
+        for (int q = RB; q < RUN; ++q) {
+#else
         for (int q = 0; q < RUN; ++q) {
+#endif
             float a[TP], b[TOC];
             #pragma unroll
             for (int i = 0; i < TP; ++i) a[i] = xr[i][q];
@@ -135,6 +204,13 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
                     acc[i][j] += a[i] * b[j];
         }
     }
+#if KV > 1
+    #pragma unroll
+    for (int i = 0; i < TP; ++i)
+        #pragma unroll
+        for (int j = 0; j < TOC; ++j)
+            acc[i][j] += fconv_hsum(vacc[i][j]);
+#endif
 #endif
 
     #pragma unroll

@@ -3,6 +3,18 @@
  * Float layers use it, and so does the float mode that is the same-device baseline.
  *
  * Launch: global (ceil(N / BN) * WG_N, ceil(M / BM) * WG_M), local (WG_N, WG_M).
+ * Work-item (tx, ty) owns rows bm + ty + i * WG_M (i < TM), columns bn + tx + j * WG_N (j < TN).
+ *
+ * Three inner loops, by profile:
+ *  - USE_LOCAL 1 (GPUs): TK-wide tiles of A and B staged in local memory.
+ *  - KV > 1 (CPUs): every row of A and of B is contiguous along K, so the work-item's TM x TN
+ *    dot products run on float vectors of KV lanes along K (one vector FMA per pair per step:
+ *    AVX2 vfmadd231ps with KV = 8 on PoCL), then each vector is summed across its lanes and
+ *    the last K % KV products are added one by one. TM x TN vector accumulators, TM row
+ *    vectors and one column vector must fit the register file (3 x 4 + 3 + 1 = 16 on AVX2).
+ *  - otherwise (generic): scalar loads straight from global memory.
+ * PoCL 3.0 does not inline builtins such as mad() or min() (each is a function call), so the
+ * products are written a * b + c, which clang contracts to an FMA, and bounds use ?:.
  */
 #ifndef TM
 #define TM 4
@@ -22,10 +34,47 @@
 #ifndef TK
 #define TK 16
 #endif
+#ifndef KV
+#define KV 1
+#endif
 
 #define BM (WG_M * TM)
 #define BN (WG_N * TN)
 #define TK_PAD (TK + 1)
+
+#if KV > 1
+#if USE_LOCAL
+#error "KV > 1 is the global-memory (CPU) loop: use it with USE_LOCAL 0"
+#endif
+#if KV == 4
+typedef float4 fgemm_vec;
+#elif KV == 8
+typedef float8 fgemm_vec;
+#else
+#error "KV must be 1, 4 or 8"
+#endif
+#if defined(__clang__)
+/* The same vector at 4-byte alignment: rows of K % KV != 0 floats start anywhere, and clang
+ * turns this load into one unaligned vector load where vloadn would be a call on PoCL. */
+typedef fgemm_vec fgemm_uvec __attribute__((aligned(4)));
+#define FGEMM_LOAD(p) (*(const __global fgemm_uvec *)(p))
+#elif KV == 4
+#define FGEMM_LOAD(p) vload4(0, p)
+#else
+#define FGEMM_LOAD(p) vload8(0, p)
+#endif
+
+static inline float fgemm_hsum(const fgemm_vec v)
+{
+#if KV == 8
+    const float4 q = v.lo + v.hi;
+#else
+    const float4 q = v;
+#endif
+    const float2 h = q.lo + q.hi;
+    return h.x + h.y;
+}
+#endif
 
 __kernel __attribute__((reqd_work_group_size(WG_N, WG_M, 1)))
 void fgemm(const int M, const int N, const int K,
@@ -36,7 +85,9 @@ void fgemm(const int M, const int N, const int K,
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int bn = get_group_id(0) * BN, bm = get_group_id(1) * BM;
     float acc[TM][TN];
+    #pragma unroll
     for (int i = 0; i < TM; ++i)
+        #pragma unroll
         for (int j = 0; j < TN; ++j)
             acc[i][j] = 0.0f;
 
@@ -58,33 +109,78 @@ void fgemm(const int M, const int N, const int K,
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int kk = 0; kk < TK; ++kk) {
             float a[TM], b[TN];
+            #pragma unroll
             for (int i = 0; i < TM; ++i) a[i] = As[ty + i * WG_M][kk];
+            #pragma unroll
             for (int j = 0; j < TN; ++j) b[j] = Bs[tx + j * WG_N][kk];
+            #pragma unroll
             for (int i = 0; i < TM; ++i)
+                #pragma unroll
                 for (int j = 0; j < TN; ++j)
-                    acc[i][j] = mad(a[i], b[j], acc[i][j]);
+                    acc[i][j] += a[i] * b[j];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 #else
+    /* Rows past M or N read the last one again (in bounds); their results are not stored. */
     const __global float *arow[TM];
     const __global float *brow[TN];
+    #pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int m = bm + ty + i * WG_M;
+        arow[i] = A + (size_t)(m < M ? m : M - 1) * K;
+    }
+    #pragma unroll
+    for (int j = 0; j < TN; ++j) {
+        const int n = bn + tx + j * WG_N;
+        brow[j] = B + (size_t)(n < N ? n : N - 1) * K;
+    }
+#if KV > 1
+    fgemm_vec vacc[TM][TN];
+    #pragma unroll
     for (int i = 0; i < TM; ++i)
-        arow[i] = A + (size_t)min(bm + ty + i * WG_M, M - 1) * K;
-    for (int j = 0; j < TN; ++j)
-        brow[j] = B + (size_t)min(bn + tx + j * WG_N, N - 1) * K;
+        #pragma unroll
+        for (int j = 0; j < TN; ++j)
+            vacc[i][j] = (fgemm_vec)(0.0f);
+    const int KB = K - K % KV;
+    for (int k = 0; k < KB; k += KV) {
+        fgemm_vec a[TM];
+        #pragma unroll
+        for (int i = 0; i < TM; ++i) a[i] = FGEMM_LOAD(arow[i] + k);
+        #pragma unroll
+        for (int j = 0; j < TN; ++j) {
+            const fgemm_vec b = FGEMM_LOAD(brow[j] + k);
+            #pragma unroll
+            for (int i = 0; i < TM; ++i)
+                vacc[i][j] += a[i] * b;
+        }
+    }
+    #pragma unroll
+    for (int i = 0; i < TM; ++i)
+        #pragma unroll
+        for (int j = 0; j < TN; ++j)
+            acc[i][j] = fgemm_hsum(vacc[i][j]);
+    for (int k = KB; k < K; ++k) {
+#else
     for (int k = 0; k < K; ++k) {
+#endif
         float a[TM], b[TN];
+        #pragma unroll
         for (int i = 0; i < TM; ++i) a[i] = arow[i][k];
+        #pragma unroll
         for (int j = 0; j < TN; ++j) b[j] = brow[j][k];
+        #pragma unroll
         for (int i = 0; i < TM; ++i)
+            #pragma unroll
             for (int j = 0; j < TN; ++j)
-                acc[i][j] = mad(a[i], b[j], acc[i][j]);
+                acc[i][j] += a[i] * b[j];
     }
 #endif
 
+    #pragma unroll
     for (int i = 0; i < TM; ++i) {
         const int m = bm + ty + i * WG_M;
+        #pragma unroll
         for (int j = 0; j < TN; ++j) {
             const int n = bn + tx + j * WG_N;
             if (m < M && n < N)

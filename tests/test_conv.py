@@ -157,3 +157,35 @@ def test_conv_rejects_wrong_kinds_and_shapes(runtime, rng):
         # Two 64-channel pixels flattened into one row of 128: not one pixel per row.
         flat = _bits(runtime, _pm1(rng, (1, 1, 1, 128))).reshape((1, 1, 1, 128), segment=64)
         ops.bconv2d(flat, _bits(runtime, _pm1(rng, (2, 1, 1, 128))), 1, "valid")
+
+
+@pytest.mark.parametrize("pad_value", ["zero", "one"])
+@pytest.mark.parametrize("case", CASES[:8], ids=_case_ids(CASES[:8]))
+def test_bconv2d_in_chunks(profiled_runtime, rng, monkeypatch, case, pad_value):
+    # Window rows (im2col profiles) held 3 at a time: chunks that end mid-row, mid-image and
+    # a short last chunk; the border fix-up runs once over the whole output.
+    from espresso_cl.ops import conv
+
+    x_shape, w_shape, stride, padding = _shapes(case)
+    taps, rw = w_shape[1] * w_shape[2], 2 * -(-w_shape[3] // 64)
+    monkeypatch.setattr(conv, "IM2COL_BYTES", 3 * taps * rw * 4)
+    x, w = _pm1(rng, x_shape), _pm1(rng, w_shape)
+    out = ops.bconv2d(_bits(profiled_runtime, x), _bits(profiled_runtime, w), stride, padding, pad_value)
+    expected = reference.conv2d(x, w, stride, padding, 1 if pad_value == "one" else 0)
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+@pytest.mark.parametrize("case", [
+    (1, 1, 1, 70, 3, 3, 3, 1, "same"),      # one pixel: every tap but the centre is padding
+    (2, 2, 9, 64, 5, 3, 3, 2, "same"),      # stride 2, padding on one side only
+    (1, 5, 5, 32, 4, 3, 3, 2, "same"),      # stride 2, padding on both sides
+    (3, 11, 4, 96, 6, 7, 3, 1, "same"),     # rows of border on both sides, tall window
+    (1, 6, 13, 200, 3, 3, 5, 3, "same"),    # stride 3, wide window
+    (2, 9, 9, 129, 33, 4, 4, 2, "same"),    # even window: padding uneven top / bottom
+])
+def test_bconv2d_zero_padding_borders(profiled_runtime, rng, case):
+    # Border classes of every kind: the zero-padding correction per padded tap must be exact.
+    x_shape, w_shape, stride, padding = _shapes(case)
+    x, w = _pm1(rng, x_shape), _pm1(rng, w_shape)
+    out = ops.bconv2d(_bits(profiled_runtime, x), _bits(profiled_runtime, w), stride, padding)
+    np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))

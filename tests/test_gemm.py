@@ -29,12 +29,16 @@ BGEMM_SHAPES = [
 ]
 # fgemm's K counts floats, not bits, so its tiles fill 32 times sooner: K = 37 already crosses
 # two 16-float local tiles. Every (work-group x K tile) of the GPU profile costs about a second
-# under Oclgrind, hence the smaller set.
+# under Oclgrind, hence the smaller set. The CPU profile's 8-float vectors along K meet K below
+# 8 (tail only), K = 8 and 16 (no tail) and tails of 1 to 7; its row block shrinks for M = 1,
+# 2, 3, 5, 7, and M = 13 and 65 end in a partial 12-row block.
 FGEMM_SHAPES = [
     (1, 1, 1),
     (1, 33, 37),
+    (2, 19, 8),
     (3, 31, 16),
     (7, 65, 20),
+    (13, 9, 71),
     (65, 17, 33),
     (5, 129, 5),
 ]
@@ -58,6 +62,40 @@ def test_bgemm(profiled_runtime, rng, m, n, k):
     a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
     out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b))
     assert out.kind == "int32" and out.shape == (m, n)
+    np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
+
+
+# Ragged K for every K unrolling: the CPU kernels step 8 words (AVX-512) or 2 / 4 words at a
+# time, so K in words covers 1..17 around those steps and a long row (70 words), each ending in
+# a partial word; M = 4 and 5 mix 3-row tiles with single rows, N = 11 a full and a partial
+# 8-column tile.
+TAIL_WORDS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 70]
+
+
+@pytest.mark.parametrize("words", TAIL_WORDS)
+def test_bgemm_k_tails(profiled_runtime, rng, words):
+    m, n, k = 4 + words % 2, 11, 64 * words - 5
+    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b))
+    np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
+
+
+# Blocks: M and N across several work-item blocks of every profile with ragged edges, batch-1
+# GEMV (its own launch shape) over many columns, and 2 rows (two single-row tiles).
+BGEMM_BLOCK_SHAPES = [
+    (1, 300, 1000),
+    (1, 1027, 200),
+    (2, 40, 513),
+    (13, 70, 1000),
+    (26, 67, 130),
+    (50, 9, 64),
+]
+
+
+@pytest.mark.parametrize("m, n, k", BGEMM_BLOCK_SHAPES, ids=_ids(BGEMM_BLOCK_SHAPES))
+def test_bgemm_blocks(profiled_runtime, rng, m, n, k):
+    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b))
     np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
 
 

@@ -137,12 +137,18 @@ def _bconv2d_im2col(x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Ten
     row_bytes = taps * rw * 4
     chunk = max(1, min(pixels, IM2COL_BYTES // row_bytes))
     cols = Tensor(runtime, (chunk, taps * c), "bits", segment=c)
+    oy_lo, oy_hi = _interior(g.pad_top, h, g.kh, g.stride, g.oh)
+    ox_lo, ox_hi = _interior(g.pad_left, wd, g.kw, g.stride, g.ow)
+    border = 0 if one_pad else g.oh * g.ow - (oy_hi - oy_lo) * (ox_hi - ox_lo)
+    # Zero padding with padded taps: the first im2col launch also sums each tap's weights.
+    sums = Tensor(runtime, (taps, oc), "int32") if border else None
     out = None
     for p0 in range(0, pixels, chunk):
         rows = min(chunk, pixels - p0)
-        launch(runtime, "bconv2d.cl", "bconv2d_im2col", defines, (rows,), None,
+        nsums = taps * oc if border and p0 == 0 else 0
+        launch(runtime, "bconv2d.cl", "bconv2d_im2col", defines, (rows + nsums,), None,
                h, wd, c, cw, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
-               one_pad, p0, rows, x, cols)
+               one_pad, p0, rows, nsums, oc, x, cols, w, sums if border else cols)
         if rows < chunk:  # the last chunk: the first rows of the buffer
             cols = Tensor(runtime, (rows, taps * c), "bits", cols.buffer, segment=c)
         part = bgemm(cols, weights)
@@ -154,13 +160,7 @@ def _bconv2d_im2col(x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Ten
             cl.enqueue_copy(runtime.queue, out.buffer, part.buffer, byte_count=part.nbytes,
                             dst_offset=p0 * oc * 4)
     out = out.reshape((n, g.oh, g.ow, oc))
-    oy_lo, oy_hi = _interior(g.pad_top, h, g.kh, g.stride, g.oh)
-    ox_lo, ox_hi = _interior(g.pad_left, wd, g.kw, g.stride, g.ow)
-    border = g.oh * g.ow - (oy_hi - oy_lo) * (ox_hi - ox_lo)
-    if not one_pad and border:
-        sums = Tensor(runtime, (taps, oc), "int32")
-        launch(runtime, "bconv2d.cl", "bconv2d_tapsums", defines, (oc, taps), None,
-               oc, taps, c, rw, w, sums)
+    if border:
         launch(runtime, "bconv2d.cl", "bconv2d_fixup", defines, (n * border,), None,
                n, h, wd, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
                oy_lo, oy_hi, ox_lo, ox_hi, border, sums, out)

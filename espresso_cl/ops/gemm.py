@@ -43,6 +43,11 @@ def fgemm(a: Tensor, b: Tensor) -> Tensor:
     runtime = a.runtime
     (m, k), n = a.shape, b.shape[0]
     defines = runtime.params.defines("fgemm")
+    if not defines.get("USE_LOCAL", 0):
+        # Few rows (batch 1: a GEMV): rows past M would repeat the last one's work, so cut the
+        # register block and the work-group's height down to what M fills.
+        tm = min(defines["TM"], m)
+        defines = dict(defines, TM=tm, WG_M=min(defines["WG_M"], -(-m // tm)))
     out = Tensor(runtime, (m, n), "float32")
     global_size, local_size = _grid(defines, m, n)
     launch(runtime, "fgemm.cl", "fgemm", defines, global_size, local_size, m, n, k, a, b, out)
