@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test oclgrind demo
+.PHONY: venv test test-intel oclgrind demo
 
 venv: $(VENV)/.installed
 
@@ -18,6 +18,16 @@ $(VENV)/.installed: pyproject.toml
 
 test: venv
 	$(PY) -m pytest
+
+# Intel's oneAPI OpenCL CPU runtime (the `intel` extra, docs/intel.md): about 265 MB of wheels,
+# 850 MB installed. espresso_cl registers it with the ICD loader itself.
+$(VENV)/.installed-intel: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[test,intel]'
+	touch $@
+
+# The suite on Intel's CPU runtime (the wheel-building tests are not device tests: left out).
+test-intel: $(VENV)/.installed-intel
+	ESPRESSO_DEVICE=intel $(PY) -m pytest -n 2 -m 'not wheel'
 
 oclgrind: venv
 	$(PY) tests/oclgrind_check.py

@@ -21,6 +21,8 @@ if __name__ == "__main__" and not __package__:
     __package__ = "benchmarks"  # noqa: A001
 
 import argparse
+import os
+import resource
 import time
 
 import numpy as np
@@ -56,19 +58,27 @@ def _calibrate(runtime, fn, min_sample_s: float) -> int:
     return max(1, int(min_sample_s / max(time.perf_counter() - start, 1e-6)))
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process, all threads (the OpenCL runtime's workers included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def best_times(runtime, fns, repeats: int, min_sample_s: float) -> list:
-    """Seconds per call of each of ``fns``: the best of ``repeats`` samples, the functions'
-    samples interleaved so that a busy machine's noise falls on all of them alike."""
+    """(wall, cpu) seconds per call of each of ``fns``: the best of ``repeats`` samples, the
+    functions' samples interleaved so that a busy machine's noise falls on all of them alike.
+    CPU seconds (all threads) are the steadier measure when other processes share the cores."""
     numbers = [_calibrate(runtime, fn, min_sample_s) for fn in fns]
-    best = [float("inf")] * len(fns)
+    wall, cpu = [float("inf")] * len(fns), [float("inf")] * len(fns)
     for _ in range(repeats):
         for i, (fn, number) in enumerate(zip(fns, numbers)):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), _cpu_s()
             for _ in range(number):
                 fn()
             runtime.queue.finish()
-            best[i] = min(best[i], (time.perf_counter() - start) / number)
-    return best
+            wall[i] = min(wall[i], (time.perf_counter() - start) / number)
+            cpu[i] = min(cpu[i], (_cpu_s() - start_cpu) / number)
+    return list(zip(wall, cpu))
 
 
 def conv_layer_rows(runtime, batches=(1, 64), layers=FULL, repeats: int = 7,
@@ -94,21 +104,24 @@ def conv_layer_rows(runtime, batches=(1, 64), layers=FULL, repeats: int = 7,
                 np.testing.assert_array_equal(conv().numpy(), expected, err_msg=f"{name} batch {batch}")
             a, b = _bits(runtime, _pm1(rng, (m, k))), _bits(runtime, _pm1(rng, (n, k)))
             gemm = lambda a=a, b=b: ops.bgemm(a, b)  # noqa: E731
-            conv_s, gemm_s = best_times(runtime, (conv, gemm), repeats, min_sample_s)
+            (conv_s, conv_cpu), (gemm_s, gemm_cpu) = best_times(runtime, (conv, gemm), repeats, min_sample_s)
             macs = m * n * k
             rows.append({"layer": name, "batch": batch, "M": m, "N": n, "K": k,
                          "conv_ms": conv_s * 1e3, "gemm_ms": gemm_s * 1e3,
                          "conv_gmacs": macs / conv_s / 1e9, "gemm_gmacs": macs / gemm_s / 1e9,
-                         "ratio": gemm_s / conv_s})
+                         "ratio": gemm_s / conv_s, "conv_cpu_ms": conv_cpu * 1e3,
+                         "gemm_cpu_ms": gemm_cpu * 1e3, "cpu_ratio": gemm_cpu / conv_cpu})
     return rows
 
 
 def markdown(rows: list) -> str:
-    lines = ["| layer | batch | M | N | K | conv ms | GEMM ms | conv G bMAC/s | GEMM G bMAC/s | conv/GEMM |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| layer | batch | M | N | K | conv ms | GEMM ms | conv G bMAC/s | GEMM G bMAC/s | conv/GEMM "
+             "| conv/GEMM by CPU time |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         lines.append(f"| {r['layer']} | {r['batch']} | {r['M']} | {r['N']} | {r['K']} | {r['conv_ms']:.3f} | "
-                     f"{r['gemm_ms']:.3f} | {r['conv_gmacs']:.1f} | {r['gemm_gmacs']:.1f} | {r['ratio']:.2f} |")
+                     f"{r['gemm_ms']:.3f} | {r['conv_gmacs']:.1f} | {r['gemm_gmacs']:.1f} | {r['ratio']:.2f} "
+                     f"| {r['cpu_ratio']:.2f} |")
     return "\n".join(lines)
 
 
@@ -123,10 +136,11 @@ def main(argv=None):
     parser.add_argument("--no-check", action="store_true")
     args = parser.parse_args(argv)
     runtime = espresso_cl.get_runtime()
-    print(f"# {runtime.describe()}, profile {runtime.params.name}")
+    print(f"# {runtime.describe()}, profile {runtime.params.name}, load average {os.getloadavg()[0]:.2f}")
     rows = conv_layer_rows(runtime, args.batches, QUICK if args.quick else FULL, args.repeats,
                            args.min_sample, not args.no_check)
     print(markdown(rows))
+    print(f"# load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

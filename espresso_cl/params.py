@@ -46,12 +46,13 @@ def _conv(tp, toc, wg_p, wg_oc, **local):
 PROFILES = {
     # PoCL and other CPU runtimes: 64-bit words, register blocks, caches instead of local memory.
     "cpu": Params("cpu", 64, {
-        "bgemm": _gemm(4, 4, 1, 8, 0, 16),
+        # XNOR_BLOCK: one work-item per group, a TM x TN block of kernels/xnor_cpu.h's tiles.
+        "bgemm": dict(_gemm(12, 16, 1, 1, 0, 16), XNOR_BLOCK=1),
         # KV: float vectors along K (AVX2 FMAs); 3 x 4 blocks fill the 16 vector registers.
-        "fgemm": dict(_gemm(3, 4, 4, 4, 0, 16), KV=8),
+        "fgemm": dict(_gemm(3, 4, 8, 4, 0, 16), KV=8),
         # IM2COL: window rows + bgemm (the direct kernel reached 0.6 of bgemm's rate).
         "bconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0, IM2COL=1),
-        "fconv2d": _conv(3, 4, 4, 4, USE_LOCAL=0, KV=8),  # fgemm's vector loop on window rows
+        "fconv2d": _conv(3, 4, 8, 4, USE_LOCAL=0, KV=8, PAD_C=64),  # fgemm's vector loop on window rows
         "bitplane": _conv(4, 8, 1, 4),
     }),
     # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items.
@@ -77,13 +78,33 @@ PROFILES = {
 
 # x86-64 CPUs with AVX-512 VPOPCNTDQ under PoCL: the "cpu" profile plus ESPRESSO_AVX512 for
 # every family (kernels/xnor_cpu.h's micro-kernels; PoCL itself compiles for an AVX2 CPU model).
-# bgemm: one work-item per work-group, each a TM x TN block of 3 x 8 register tiles.
+# bgemm: blocks of TM x TN from 3 x 8 register tiles.
 PROFILES["cpu-avx512"] = Params(
     "cpu-avx512", 64,
-    dict(PROFILES["cpu"].families, bgemm=_gemm(12, 32, 1, 1, 0, 16)),
+    dict(PROFILES["cpu"].families, bgemm=dict(_gemm(12, 32, 1, 1, 0, 16), XNOR_BLOCK=1),
+         # fgemm, fconv2d: kernels/float_cpu.h's 4 x 6 AVX-512 float tiles, 1.2-1.4x the
+         # "cpu" profile's AVX2 3 x 4 tiles on Zen 4 (KV is for compilers without AVX-512).
+         fgemm=dict(_gemm(4, 6, 16, 1, 0, 16), KV=8),
+         fconv2d=_conv(4, 6, 8, 2, USE_LOCAL=0, KV=8, PAD_C=64)),
     common={"ESPRESSO_AVX512": 1},
 )
 AVX512_PROFILE = "cpu-avx512"
+
+# Intel's oneAPI OpenCL CPU runtime (docs/intel.md; pip install 'espresso_cl[intel]'). Its
+# compiler runs work-items of dimension 0 as SIMD lanes once a work-group spans 16 of them,
+# which turns these kernels' per-lane rows of B into gathers (bgemm at WG_N = 16: 0.6x);
+# at 8 or fewer it keeps one work-item per thread and its scalar popcnt loop reached
+# 350 G binary-MAC/s at 1024x1024x4096 on 2 Zen 4 cores (PoCL's "cpu" profile: about 0.5x).
+# Its frontend targets SPIR, so neither __x86_64__ (POPC takes popcount(), which it inlines)
+# nor ESPRESSO_AVX512's micro-kernels apply.
+INTEL_CPU_PROFILE = "intel-cpu"
+PROFILES[INTEL_CPU_PROFILE] = Params(INTEL_CPU_PROFILE, 64, {
+    "bgemm": _gemm(4, 2, 1, 8, 0, 16),
+    "fgemm": dict(_gemm(3, 4, 4, 4, 0, 16), KV=8),
+    "bconv2d": _conv(4, 4, 1, 8, USE_LOCAL=0, IM2COL=1),
+    "fconv2d": _conv(3, 4, 4, 4, USE_LOCAL=0, KV=8),
+    "bitplane": _conv(4, 8, 1, 4),
+})
 
 
 def avx512_unsupported(device) -> str:
@@ -110,9 +131,11 @@ def params_for(device) -> Params:
         if forced == AVX512_PROFILE and avx512_unsupported(device):
             raise ValueError(f"{PARAMS_ENV_VAR}={forced!r}: {avx512_unsupported(device)}")
         return PROFILES[forced]
-    from .runtime import _kind
+    from .runtime import _is_intel_cpu, _kind
 
     kind = _kind(device)
+    if _is_intel_cpu(device):
+        return PROFILES[INTEL_CPU_PROFILE]
     if kind == "cpu" and not avx512_unsupported(device):
         return PROFILES[AVX512_PROFILE]
     if kind in ("gpu", "cpu"):

@@ -6,6 +6,10 @@
  * Launch: global (ceil(N / BN) * WG_N, ceil(M / BM) * WG_M), local (WG_N, WG_M).
  * Work-item (tx, ty) of a group owns rows bm + ty + i * WG_M and columns bn + tx + j * WG_N,
  * so neighbouring work-items store neighbouring outputs.
+ *
+ * CPU profiles set XNOR_BLOCK = 1 (with WG_M = WG_N = 1): each work-item then computes a
+ * TM x TN block with xnor_cpu.h's micro-kernels (AVX-512, AVX2 or plain C; see there), and the
+ * launcher (espresso_cl/ops/gemm.py) narrows TN for short products such as batch-1 GEMV.
  */
 #include "common.h"
 #include "xnor_cpu.h"
@@ -28,15 +32,19 @@
 #ifndef TK
 #define TK 16           /* words per local tile along K */
 #endif
+#ifndef XNOR_BLOCK
+#define XNOR_BLOCK 0    /* 1: CPU blocks of xnor_cpu.h tiles (TM x TN = block, WG 1 x 1) */
+#endif
 
 #define BM (WG_M * TM)
 #define BN (WG_N * TN)
 /* One spare column keeps the rows of a local tile on different banks. */
 #define TK_PAD (TK + 1)
 
-#if XNOR_CPU_AVX512
-/* x86-64 CPUs with AVX-512 VPOPCNTDQ (xnor_cpu.h): one work-item per work-group computes a
- * block of TM rows x TN columns from register tiles of 3 x 8 (1 x 8 for the last rows). */
+#if XNOR_BLOCK
+/* CPUs (XNOR_BLOCK = 1, the CPU profiles): one work-item per work-group computes a block of
+ * TM rows x TN columns from xnor_cpu.h's register tiles (XNOR_TR x XNOR_TC; single rows at the
+ * bottom edge), so the block's rows and columns stay in the core's caches. */
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void bgemm(const int M, const int N, const int KW, const int K,
            __global const word_t *restrict A,
@@ -45,18 +53,21 @@ void bgemm(const int M, const int N, const int KW, const int K,
 {
     const int bm = get_group_id(1) * TM, bn = get_group_id(0) * TN;
     const int mend = M < bm + TM ? M : bm + TM, nend = N < bn + TN ? N : bn + TN;
-    int out[3 * 8];
+    /* Rows as 64-bit words: KW counts word_t, WORD_SPAN / 2 of them per 64 bits. */
+    const int kw = KW * WORD_SPAN / 2;
+    const __global ulong *A64 = (const __global ulong *)A, *B64 = (const __global ulong *)B;
+    int out[XNOR_TR * XNOR_TC];
     for (int m = bm; m < mend;) {
-        const int rows = mend - m >= 3 ? 3 : 1;
-        for (int n = bn; n < nend; n += 8) {
-            const int cols = nend - n < 8 ? nend - n : 8;
-            if (rows == 3)
-                xnor_tile_3x8(A + (size_t)m * KW, KW, B + (size_t)n * KW, KW, cols, KW, out);
+        const int rows = mend - m >= XNOR_TR ? XNOR_TR : 1;
+        for (int n = bn; n < nend; n += XNOR_TC) {
+            const int cols = nend - n < XNOR_TC ? nend - n : XNOR_TC;
+            if (rows == XNOR_TR)
+                xnor_tile(A64 + (size_t)m * kw, kw, B64 + (size_t)n * kw, kw, cols, kw, out);
             else
-                xnor_tile_1x8(A + (size_t)m * KW, KW, B + (size_t)n * KW, KW, cols, KW, out);
+                xnor_tile_row(A64 + (size_t)m * kw, kw, B64 + (size_t)n * kw, kw, cols, kw, out);
             for (int i = 0; i < rows; ++i)
                 for (int j = 0; j < cols; ++j)
-                    C[(size_t)(m + i) * N + n + j] = K - 2 * out[8 * i + j];
+                    C[(size_t)(m + i) * N + n + j] = K - 2 * out[XNOR_TC * i + j];
         }
         m += rows;
     }
@@ -103,18 +114,29 @@ void bgemm(const int M, const int N, const int KW, const int K,
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 #else
-    /* Rows past the edge read row M-1 / N-1 (in bounds); their results are not stored. */
+    /* Rows past the edge read row M-1 / N-1 (in bounds); their results are not stored.
+     * (Conditionals, not min(): PoCL calls its builtins instead of inlining them.) */
     const __global word_t *arow[TM];
     const __global word_t *brow[TN];
-    for (int i = 0; i < TM; ++i)
-        arow[i] = A + (size_t)min(bm + ty + i * WG_M, M - 1) * KW;
-    for (int j = 0; j < TN; ++j)
-        brow[j] = B + (size_t)min(bn + tx + j * WG_N, N - 1) * KW;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int m = bm + ty + i * WG_M;
+        arow[i] = A + (size_t)(m < M ? m : M - 1) * KW;
+    }
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+        const int n = bn + tx + j * WG_N;
+        brow[j] = B + (size_t)(n < N ? n : N - 1) * KW;
+    }
     for (int k = 0; k < KW; ++k) {
         word_t a[TM], b[TN];
+#pragma unroll
         for (int i = 0; i < TM; ++i) a[i] = arow[i][k];
+#pragma unroll
         for (int j = 0; j < TN; ++j) b[j] = brow[j][k];
+#pragma unroll
         for (int i = 0; i < TM; ++i)
+#pragma unroll
             for (int j = 0; j < TN; ++j)
                 acc[i][j] += POPC(a[i] ^ b[j]);
     }

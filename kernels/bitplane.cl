@@ -10,6 +10,7 @@
  * few channels (3 for RGB), so packing per pixel would leave most of every word empty.
  */
 #include "common.h"
+#include "xnor_cpu.h"
 
 #ifndef TP
 #define TP 4            /* output pixels per work-item (register block) */
@@ -69,15 +70,17 @@ __kernel void bitplane_pack(const int N, const int H, const int W, const int C,
 }
 
 /* w: OC filters of TAPS taps of C channels, each tap packed in RW words (the layer's layout)
- * -> wp: OC rows of RWP words holding the TAPS * C bits as one packed row (pad bits 0).
- * Launch: global (RWP, OC). */
+ * -> wp: OC rows of RWP words holding the TAPS * C bits as one packed row (pad bits 0), or,
+ * when OCP > 0, the same words transposed: word_t k of filter o at word_t k * OCP + o (filters
+ * o >= OC of the OCP all 0). Launch: global (RWP, OC), or (RWP, OCP) when OCP > 0. */
 __kernel void bitplane_weights(const int OC, const int TAPS, const int C, const int RW, const int RWP,
+                               const int OCP,
                                __global const uint *restrict w,
                                __global uint *restrict wp)
 {
     const int k = get_global_id(0), o = get_global_id(1);
-    if (k >= RWP || o >= OC) return;
-    const int t0 = k * 32, nbits = clamp(TAPS * C - t0, 0, 32);
+    if (k >= RWP || o >= (OCP > 0 ? OCP : OC)) return;
+    const int t0 = k * 32, nbits = o < OC ? clamp(TAPS * C - t0, 0, 32) : 0;
     int c = t0 % C, tap = t0 / C;
     uint word = 0u;
     for (int b = 0; b < nbits; ++b) {
@@ -87,7 +90,9 @@ __kernel void bitplane_weights(const int OC, const int TAPS, const int C, const 
             ++tap;
         }
     }
-    wp[(size_t)o * RWP + k] = word;
+    const size_t at = OCP > 0 ? ((size_t)(k / WORD_SPAN) * OCP + o) * WORD_SPAN + k % WORD_SPAN
+                              : (size_t)o * RWP + k;
+    wp[at] = word;
 }
 
 /* patches: NP rows of CW * PLANES words (bitplane_pack), wp: OC rows of CW words
@@ -156,3 +161,75 @@ void bitplane_conv2d(const int NP, const int OC, const int CW,
         }
     }
 }
+
+#if XNOR_CPU_AVX512
+/* x86-64 CPUs with AVX-512 VPOPCNTDQ (xnor_cpu.h): 8 channels per 512-bit vector. For each
+ * pixel and plane, one word broadcast against the vectors of 8 filters' words:
+ * acc += popcount(x_p & w) << p, 2 pixels x 32 channels of 64-bit lanes in registers (4 pixels
+ * spill). x0, x1: 2 pixels' patch rows (CW * PLANES words each), wt: filters transposed,
+ * CW x OCP words from channel oc0 on (OCP a multiple of 32, filters past OC all 0).
+ * out: 2 x 32 ints of 2 * sum_p 2^p popcount(x_p & w) - sum_p 2^p popcount(x_p). */
+XNOR_CPU_TARGET void bitplane_tile_2x32(const __global ulong *x0, const __global ulong *x1,
+                                        const __global ulong *wt, const int OCP, const int CW,
+                                        __private int *out)
+{
+    const __global ulong *xr[2] = {x0, x1};
+    xnor_v8q s[2][4];
+    long ones[2];
+    _Pragma("unroll")
+    for (int i = 0; i < 2; ++i) {
+        ones[i] = 0;
+        _Pragma("unroll")
+        for (int j = 0; j < 4; ++j)
+            s[i][j] = (xnor_v8q){0, 0, 0, 0, 0, 0, 0, 0};
+    }
+    _Pragma("nounroll")
+    for (int k = 0; k < CW; ++k) {
+        xnor_v8q wv[4];
+        _Pragma("unroll")
+        for (int j = 0; j < 4; ++j)
+            wv[j] = XNOR_LOAD(wt + (size_t)k * OCP + 8 * j);
+        _Pragma("unroll")
+        for (int i = 0; i < 2; ++i) {
+            _Pragma("unroll")
+            for (int pl = 0; pl < PLANES; ++pl) {
+                const ulong v = xr[i][k * PLANES + pl];
+                ones[i] += (long)__builtin_popcountl(v) << pl;
+                const xnor_v8q bv = (xnor_v8q){(long)v, (long)v, (long)v, (long)v,
+                                               (long)v, (long)v, (long)v, (long)v};
+                _Pragma("unroll")
+                for (int j = 0; j < 4; ++j)
+                    s[i][j] += XNOR_POPC(bv & wv[j]) << pl;
+            }
+        }
+    }
+    _Pragma("unroll")
+    for (int i = 0; i < 2; ++i)
+        _Pragma("unroll")
+        for (int j = 0; j < 4; ++j)
+            _Pragma("unroll")
+            for (int l = 0; l < 8; ++l)
+                out[32 * i + 8 * j + l] = (int)(2 * s[i][j][l] - ones[i]);
+}
+
+/* patches as bitplane_conv2d, wt: CW x OCP words (bitplane_weights transposed) -> out: NP x OC.
+ * Launch: global (OCP / 32, ceil(NP / 4)), local (1, 1): 4 pixels x 32 channels a work-item. */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void bitplane_conv2d_avx512(const int NP, const int OC, const int CW, const int OCP,
+                            __global const word_t *restrict patches,
+                            __global const word_t *restrict wt,
+                            __global int *restrict out)
+{
+    const int bp = get_group_id(1) * 4, boc = get_group_id(0) * 32;
+    const size_t row = (size_t)CW * PLANES;
+    const int cols = min(OC - boc, 32);
+    int acc[2 * 32];
+    for (int p = bp; p < min(NP, bp + 4); p += 2) {
+        bitplane_tile_2x32(patches + (size_t)p * row, patches + (size_t)min(p + 1, NP - 1) * row,
+                           wt + boc, OCP, CW, acc);
+        for (int i = 0; i < min(NP - p, 2); ++i)
+            for (int j = 0; j < cols; ++j)
+                out[(size_t)(p + i) * OC + boc + j] = acc[32 * i + j];
+    }
+}
+#endif

@@ -12,7 +12,11 @@
  * work-item's TP x TOC dot products run on float vectors of KV lanes along the row (AVX2 FMAs
  * with KV = 8 on PoCL), the last RUN % KV products of each row one by one. Products are
  * written a * b + c (clang contracts them to FMAs; PoCL does not inline mad() or min()).
+ * ESPRESSO_AVX512 (the "cpu-avx512" profile): one call of float_cpu.h's AVX-512 TP x 6 tile
+ * (TOC = 6, TP <= 4) with the KH window rows as its segments.
  */
+#include "float_cpu.h"
+
 #ifndef TP
 #define TP 4
 #endif
@@ -39,6 +43,10 @@
 #define BP (WG_P * TP)
 #define BOC (WG_OC * TOC)
 #define TK_PAD (TK + 1)
+
+#if FLOAT_CPU_AVX512 && !USE_LOCAL && (TOC != FLOAT_CPU_COLS || TP > 4)
+#error "the AVX-512 tile is TP x 6 with TP <= 4"
+#endif
 
 #if KV > 1
 #if USE_LOCAL
@@ -75,19 +83,39 @@ static inline float fconv_hsum(const fconv_vec v)
 
 /* x: N x H x W x C -> framed: N x XH x XW x C, frame pixel (fy, fx) being image pixel
  * (fy - pad_top, fx - pad_left), or a padded pixel of 1.0 (one_pad) or 0.0.
- * Launch: global (C, N * XH * XW). */
+ * Each work-item copies PAD_C consecutive channels of one pixel (1 on GPUs, where neighbouring
+ * work-items then read neighbouring floats; more on CPUs, where a work-item's index arithmetic
+ * would otherwise cost more than its one float).
+ * Launch: global (ceil(C / PAD_C), N * XH * XW). */
+#ifndef PAD_C
+#define PAD_C 1
+#endif
 __kernel void fconv2d_pad(const int N, const int H, const int W, const int C,
                           const int XH, const int XW, const int pad_top, const int pad_left,
                           const int one_pad,
                           __global const float *restrict x,
                           __global float *restrict framed)
 {
-    const int c = get_global_id(0), f = get_global_id(1);
-    if (c >= C || f >= N * XH * XW) return;
+    const int c0 = get_global_id(0) * PAD_C, f = get_global_id(1);
+    if (c0 >= C || f >= N * XH * XW) return;
     const int n = f / (XH * XW), r = f - n * (XH * XW), fy = r / XW, fx = r - fy * XW;
     const int iy = fy - pad_top, ix = fx - pad_left;
-    framed[(size_t)f * C + c] = ((uint)iy < (uint)H && (uint)ix < (uint)W)
-                                ? x[(((size_t)n * H + iy) * W + ix) * C + c] : (one_pad ? 1.0f : 0.0f);
+    __global float *dst = framed + (size_t)f * C;
+#if PAD_C == 1
+    dst[c0] = ((uint)iy < (uint)H && (uint)ix < (uint)W)
+              ? x[(((size_t)n * H + iy) * W + ix) * C + c0] : (one_pad ? 1.0f : 0.0f);
+#else
+    const int c1 = C - c0 < PAD_C ? C : c0 + PAD_C;
+    if ((uint)iy < (uint)H && (uint)ix < (uint)W) {
+        const __global float *src = x + (((size_t)n * H + iy) * W + ix) * C;
+        for (int c = c0; c < c1; ++c)
+            dst[c] = src[c];
+    } else {
+        const float pad = one_pad ? 1.0f : 0.0f;
+        for (int c = c0; c < c1; ++c)
+            dst[c] = pad;
+    }
+#endif
 }
 
 /* framed: N x XH x XW x C (fconv2d_pad's frame, or x itself when unpadded).
@@ -161,6 +189,18 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
         const int oc = boc + tx + j * WG_OC;
         wrow[j] = w + (size_t)(oc < OC ? oc : OC - 1) * KQ;
     }
+#if FLOAT_CPU_AVX512
+    const __global float *xr[TP];
+    #pragma unroll
+    for (int i = 0; i < TP; ++i) xr[i] = framed + start[i];
+    float tile[TP * TOC];
+    FLOAT_TILE_CALL(TP)(xr, wrow, KH, RUN, (int)ROW, RUN, tile);
+    #pragma unroll
+    for (int i = 0; i < TP; ++i)
+        #pragma unroll
+        for (int j = 0; j < TOC; ++j)
+            acc[i][j] = tile[i * TOC + j];
+#else
 #if KV > 1
     fconv_vec vacc[TP][TOC];
     #pragma unroll
@@ -211,7 +251,8 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
         for (int j = 0; j < TOC; ++j)
             acc[i][j] += fconv_hsum(vacc[i][j]);
 #endif
-#endif
+#endif /* FLOAT_CPU_AVX512 */
+#endif /* USE_LOCAL */
 
     #pragma unroll
     for (int i = 0; i < TP; ++i) {

@@ -12,10 +12,14 @@
  *    AVX2 vfmadd231ps with KV = 8 on PoCL), then each vector is summed across its lanes and
  *    the last K % KV products are added one by one. TM x TN vector accumulators, TM row
  *    vectors and one column vector must fit the register file (3 x 4 + 3 + 1 = 16 on AVX2).
+ *  - ESPRESSO_AVX512 (the "cpu-avx512" profile): the same dot products as one call of
+ *    float_cpu.h's AVX-512 TM x 6 tile (TN = 6, TM <= 4), which has twice the registers.
  *  - otherwise (generic): scalar loads straight from global memory.
  * PoCL 3.0 does not inline builtins such as mad() or min() (each is a function call), so the
  * products are written a * b + c, which clang contracts to an FMA, and bounds use ?:.
  */
+#include "float_cpu.h"
+
 #ifndef TM
 #define TM 4
 #endif
@@ -41,6 +45,10 @@
 #define BM (WG_M * TM)
 #define BN (WG_N * TN)
 #define TK_PAD (TK + 1)
+
+#if FLOAT_CPU_AVX512 && !USE_LOCAL && (TN != FLOAT_CPU_COLS || TM > 4)
+#error "the AVX-512 tile is TM x 6 with TM <= 4"
+#endif
 
 #if KV > 1
 #if USE_LOCAL
@@ -135,6 +143,15 @@ void fgemm(const int M, const int N, const int K,
         const int n = bn + tx + j * WG_N;
         brow[j] = B + (size_t)(n < N ? n : N - 1) * K;
     }
+#if FLOAT_CPU_AVX512
+    float tile[TM * TN];
+    FLOAT_TILE_CALL(TM)(arow, brow, 1, K, 0, 0, tile);
+    #pragma unroll
+    for (int i = 0; i < TM; ++i)
+        #pragma unroll
+        for (int j = 0; j < TN; ++j)
+            acc[i][j] = tile[i * TN + j];
+#else
 #if KV > 1
     fgemm_vec vacc[TM][TN];
     #pragma unroll
@@ -175,7 +192,8 @@ void fgemm(const int M, const int N, const int K,
             for (int j = 0; j < TN; ++j)
                 acc[i][j] += a[i] * b[j];
     }
-#endif
+#endif /* FLOAT_CPU_AVX512 */
+#endif /* USE_LOCAL */
 
     #pragma unroll
     for (int i = 0; i < TM; ++i) {

@@ -2,6 +2,8 @@
 
 import os
 import re
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -9,6 +11,8 @@ import pyopencl as cl
 import pytest
 
 import espresso_cl
+from espresso_cl import intel_opencl
+from espresso_cl import params as params_module
 from espresso_cl import runtime as runtime_module
 from espresso_cl.params import PARAMS_ENV_VAR, PROFILES
 from espresso_cl.runtime import (ENV_VAR, DeviceError, KernelBuildError, Runtime, kernel_dir,
@@ -119,6 +123,8 @@ def test_bad_params_value_names_the_profiles(monkeypatch, runtime):
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_params_value_forces_a_profile(monkeypatch, runtime, name):
+    if name == params_module.AVX512_PROFILE and params_module.avx512_unsupported(runtime.device):
+        pytest.skip(f"{name}: {params_module.avx512_unsupported(runtime.device)}")
     monkeypatch.setenv(PARAMS_ENV_VAR, name.upper())
     assert Runtime(runtime.device).params is PROFILES[name]
 
@@ -261,3 +267,117 @@ def test_zero_kernel_build_that_never_recovers_raises(monkeypatch, runtime):
     with pytest.raises(KernelBuildError, match="no kernels"):
         Runtime(runtime.device).program("pack.cl")
     assert 1 < len(sources) < 1_000
+
+
+# --- Intel's CPU runtime (espresso_cl[intel], espresso_cl/intel_opencl.py) ------------------
+
+def _is_intel_cpu(dev):
+    return dev.platform.name.lower().startswith("intel") and bool(dev.type & cl.device_type.CPU)
+
+
+def _intel_installed():
+    return intel_opencl.find_library() is not None
+
+
+def test_intel_picks_intels_cpu_runtime_and_cpu_still_picks_pocl(monkeypatch):
+    if not any(_is_intel_cpu(d) for _, _, d in _devices()):
+        pytest.skip(f"Intel's CPU runtime is not registered ({intel_opencl.status})")
+    assert _is_intel_cpu(_select(monkeypatch, "intel"))
+    assert _is_intel_cpu(_select(monkeypatch, "INTEL"))
+    if any(_is_pocl(d) for _, _, d in _devices()):
+        assert _is_pocl(_select(monkeypatch, "cpu"))
+        assert _is_pocl(_select(monkeypatch, "pocl"))
+        assert not _gpus() and _is_pocl(_select(monkeypatch, "auto")) or _gpus()
+
+
+def test_intel_cpu_device_gets_its_profile(monkeypatch):
+    intel = [d for _, _, d in _devices() if _is_intel_cpu(d)]
+    if not intel:
+        pytest.skip(f"Intel's CPU runtime is not registered ({intel_opencl.status})")
+    monkeypatch.delenv(PARAMS_ENV_VAR, raising=False)
+    assert params_module.params_for(intel[0]) is PROFILES[params_module.INTEL_CPU_PROFILE]
+
+
+def test_no_intel_device_names_the_extra(monkeypatch):
+    if any("intel" in d.name.lower() or "intel" in d.platform.name.lower() for _, _, d in _devices()):
+        pytest.skip("an Intel device exists")
+    monkeypatch.setenv(ENV_VAR, "intel")
+    with pytest.raises(DeviceError, match=r"espresso_cl\[intel\]"):
+        select_device()
+
+
+def test_intel_registration_was_decided():
+    # Import-time registration leaves a status either way; with the wheel and no user override
+    # it registers (or a parent process did, or the system already lists it).
+    status = intel_opencl.status
+    assert status != "not attempted"
+    if (_intel_installed() and not intel_opencl.disabled()
+            and not os.environ.get(intel_opencl.VENDORS_ENV_VAR, "").strip()):
+        pytest.fail(f"installed but OCL_ICD_VENDORS unset: {status}")
+
+
+def _fresh_register(monkeypatch, environ):
+    monkeypatch.setattr(intel_opencl, "_done", False)
+    monkeypatch.setattr(intel_opencl, "status", "not attempted")
+    return intel_opencl.register(environ)
+
+
+def test_registration_off_switch(monkeypatch):
+    for value in ("0", "off", "False", "no"):
+        environ = {intel_opencl.SWITCH_ENV_VAR: value}
+        assert _fresh_register(monkeypatch, environ).startswith("off")
+        assert intel_opencl.VENDORS_ENV_VAR not in environ
+
+
+def test_registration_keeps_the_users_vendor_list(monkeypatch, tmp_path):
+    environ = {intel_opencl.VENDORS_ENV_VAR: str(tmp_path)}
+    assert "set by the user" in _fresh_register(monkeypatch, environ)
+    assert environ[intel_opencl.VENDORS_ENV_VAR] == str(tmp_path)
+
+
+def test_registration_is_silent_without_the_wheel(monkeypatch):
+    monkeypatch.setattr(intel_opencl, "find_library", lambda: None)
+    environ = {}
+    assert _fresh_register(monkeypatch, environ).startswith("not installed")
+    assert environ == {}
+
+
+def test_registration_defers_to_a_system_install(monkeypatch, tmp_path):
+    (tmp_path / "intel.icd").write_text("/opt/intel/oneapi/lib/libintelocl.so\n")
+    monkeypatch.setattr(intel_opencl, "find_library", lambda: tmp_path / "libintelocl.so")
+    environ = {"OPENCL_VENDOR_PATH": str(tmp_path)}
+    assert _fresh_register(monkeypatch, environ).startswith("registered by the system")
+    assert intel_opencl.VENDORS_ENV_VAR not in environ
+
+
+def test_vendor_dir_keeps_the_system_drivers(tmp_path):
+    system = {"nvidia.icd": "libnvidia-opencl.so.1\n"}
+    library = tmp_path / "lib" / "libintelocl.so"
+    folder = intel_opencl.write_vendor_dir(library, system, root=tmp_path / "cache")
+    assert (folder / "nvidia.icd").read_text() == "libnvidia-opencl.so.1\n"
+    assert (folder / intel_opencl.ICD_NAME).read_text() == f"{library}\n"
+    # The same content gives the same folder (written once, reused by later processes).
+    assert intel_opencl.write_vendor_dir(library, system, root=tmp_path / "cache") == folder
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [folder.name]
+
+
+def _platforms_in_a_fresh_process(**env):
+    code = ("import espresso_cl.runtime as r, pyopencl as cl; "
+            "print('|'.join(p.name for p in cl.get_platforms())); print(r.intel_opencl.status)")
+    environ = {k: v for k, v in os.environ.items() if k not in (intel_opencl.VENDORS_ENV_VAR,)}
+    environ.update(env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ,
+                         timeout=120, check=True).stdout.splitlines()
+    return out[0].split("|"), out[1]
+
+
+def test_registration_in_a_fresh_process_keeps_pocl_and_oclgrind():
+    if os.environ.get(intel_opencl.VENDORS_ENV_VAR) and not intel_opencl.status.startswith("registered"):
+        pytest.skip("OCL_ICD_VENDORS is set by the user")
+    before = [p.name for p in cl.get_platforms() if not p.name.lower().startswith("intel(r) opencl")]
+    names, status = _platforms_in_a_fresh_process()
+    assert set(before) <= set(names), status
+    if _intel_installed() and not intel_opencl.disabled():
+        assert "Intel(R) OpenCL" in names, status
+    off, status = _platforms_in_a_fresh_process(**{intel_opencl.SWITCH_ENV_VAR: "0"})
+    assert "Intel(R) OpenCL" not in off and set(before) <= set(off), status

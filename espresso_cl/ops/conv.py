@@ -1,9 +1,11 @@
 """Launchers of kernels/bconv2d.cl, kernels/fconv2d.cl and kernels/bitplane.cl.
 
-Binary and float convolutions run in two steps: the image is copied into the frame its windows
-cover, padded pixels included (skipped when nothing is padded), then the convolution reads
-whole window rows from the frame with no bounds test. The bit-plane convolution packs each
-output pixel's whole window instead, since a first layer has too few channels to fill a word.
+The direct binary and float convolutions run in two steps: the image is copied into the frame
+its windows cover, padded pixels included (skipped when nothing is padded), then the
+convolution reads whole window rows from the frame with no bounds test. On CPUs the binary
+convolution is instead one fused AVX-512 kernel (zero padding) or window rows (im2col) plus
+bgemm (see :func:`bconv2d`). The bit-plane convolution packs each output pixel's whole window,
+since a first layer has too few channels to fill a word.
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ def _frame(x: Tensor, g: ConvGeometry, family: str, defines: dict, one_pad: bool
         return x, h, wd
     runtime = x.runtime
     framed = Tensor(runtime, (n, xh, xw, c), x.kind)
-    launch(runtime, f"{family}.cl", f"{family}_pad", defines, (framed.storage_shape[-1], n * xh * xw),
-           None, n, h, wd, *sizes, xh, xw, g.pad_top, g.pad_left, one_pad, x, framed)
+    per_item = defines.get("PAD_C", 1)  # words (channels) one work-item copies
+    launch(runtime, f"{family}.cl", f"{family}_pad", defines,
+           (-(-framed.storage_shape[-1] // per_item), n * xh * xw), None, n, h, wd, *sizes, xh, xw, g.pad_top, g.pad_left, one_pad, x, framed)
     return framed, xh, xw
 
 
@@ -93,17 +96,22 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     ``padding`` 'same' or 'valid' and ``stride`` place the window (:class:`ConvGeometry`);
     ``pad_value`` 'zero' makes a padded tap add exactly 0, 'one' reads it as all +1.
 
-    Profiles with ``IM2COL`` (the CPU's) copy each output pixel's window into a packed row and
-    run :func:`ops.bgemm <espresso_cl.ops.gemm.bgemm>` on the rows (at most
-    :data:`IM2COL_BYTES` of rows at a time), then correct the zero-padded border pixels;
-    the others run the direct kernel.
+    Three ways, by profile: with ``ESPRESSO_AVX512`` (x86-64 CPUs with AVX-512 VPOPCNTDQ) and
+    zero padding, one fused kernel on bgemm's AVX-512 tiles reads the windows from the image;
+    with ``IM2COL`` (CPUs) each output pixel's window is copied into a packed row and
+    :func:`ops.bgemm <espresso_cl.ops.gemm.bgemm>` runs on the rows (at most
+    :data:`IM2COL_BYTES` of rows at a time), then the zero-padded border pixels are corrected;
+    the others (GPUs) run the direct kernel on local-memory tiles.
     """
     if x.kind != "bits" or w.kind != "bits":
         raise TypeError(f"bconv2d takes packed bits x and w, got {x.kind} and {w.kind}")
     g = _geometry("bconv2d", x, w, stride, padding)
     one_pad = _one_pad("bconv2d", pad_value)
     runtime = x.runtime
-    if runtime.params.defines("bconv2d").get("IM2COL", 0):
+    defines = runtime.params.defines("bconv2d")
+    if defines.get("ESPRESSO_AVX512", 0) and not one_pad:
+        return _bconv2d_avx512(x, w, g)
+    if defines.get("IM2COL", 0):
         return _bconv2d_im2col(x, w, g, one_pad)
     n, h, wd, c = x.shape
     oc = w.shape[0]
@@ -115,6 +123,20 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     launch(runtime, "bconv2d.cl", "bconv2d", defines, *_grid(defines, pixels, oc),
            n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
            xh, xw, rw // runtime.params.words32, one_pad, framed, w, out)
+    return out
+
+
+def _bconv2d_avx512(x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
+    runtime = x.runtime
+    defines = runtime.params.defines("bconv2d")
+    n, h, wd, c = x.shape
+    oc = w.shape[0]
+    pixels = n * g.oh * g.ow
+    xtm, xtn = defines.get("XTM", 12), defines.get("XTN", 32)
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
+    launch(runtime, "bconv2d.cl", "bconv2d_avx512", defines, (-(-oc // xtn), -(-pixels // xtm)), (1, 1),
+           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
+           x.storage_shape[-1] // runtime.params.words32, x, w, out)
     return out
 
 
@@ -208,13 +230,23 @@ def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
     rwp = patches.storage_shape[-1]
     launch(runtime, "bitplane.cl", "bitplane_pack", defines, (rwp, pixels), None,
            n, h, wd, c, kh, kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, rwp, x, patches)
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
+    cw = rwp // runtime.params.words32
+    if defines.get("ESPRESSO_AVX512", 0):
+        # The filters transposed (word k of 32 filters in a row), padded to 32 zero filters.
+        ocp = -(-oc // 32) * 32
+        wt = Tensor(runtime, (cw * ocp, 64), "bits")
+        launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, ocp), None,
+               oc, kh * kw, c, w.storage_shape[-1], rwp, ocp, w, wt)
+        launch(runtime, "bitplane.cl", "bitplane_conv2d_avx512", defines, (ocp // 32, -(-pixels // 4)), (1, 1),
+               pixels, oc, cw, ocp, patches, wt, out)
+        return out
     if kh * kw == 1:
         rows = w  # one tap: each filter already is one packed row
     else:
         rows = Tensor(runtime, (oc, kh * kw * c), "bits")
         launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, oc), None,
-               oc, kh * kw, c, w.storage_shape[-1], rwp, w, rows)
-    out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
+               oc, kh * kw, c, w.storage_shape[-1], rwp, 0, w, rows)
     launch(runtime, "bitplane.cl", "bitplane_conv2d", defines, *_grid(defines, pixels, oc),
-           pixels, oc, rwp // runtime.params.words32, patches, rows, out)
+           pixels, oc, cw, patches, rows, out)
     return out

@@ -12,6 +12,24 @@ def _grid(params: dict, m: int, n: int):
     return global_size, (params["WG_N"], params["WG_M"])
 
 
+def _bgemm_defines(runtime, m: int, n: int) -> dict:
+    """The profile's bgemm defines, with the CPU block narrowed where M x N has few blocks.
+
+    The CPU profiles (``XNOR_BLOCK``) give each work-item a TM x TN block; a GEMV (batch 1) or
+    another short, narrow product would leave cores idle, so TN halves (down to 8 columns)
+    until there are at least 4 blocks per compute unit. A block holds any number of rows, so
+    M never wastes work there.
+    """
+    defines = runtime.params.defines("bgemm")
+    if not defines.get("XNOR_BLOCK"):
+        return defines
+    tm, tn = defines["TM"], defines["TN"]
+    want = 4 * runtime.device.max_compute_units
+    while tn > 8 and -(-m // tm) * -(-n // tn) < want:
+        tn //= 2
+    return defines if tn == defines["TN"] else dict(defines, TN=tn)
+
+
 def bgemm(a: Tensor, b: Tensor) -> Tensor:
     """XNOR-popcount GEMM: bits a (M, K) and bits b (N, K) -> int32 (M, N) = a @ b.T over +-1.
 
@@ -26,7 +44,7 @@ def bgemm(a: Tensor, b: Tensor) -> Tensor:
     (m, k), n = a.shape, b.shape[0]
     words32 = a.storage_shape[1]
     span = runtime.params.words32
-    defines = runtime.params.defines("bgemm")
+    defines = _bgemm_defines(runtime, m, n)
     out = Tensor(runtime, (m, n), "int32")
     global_size, local_size = _grid(defines, m, n)
     launch(runtime, "bgemm.cl", "bgemm", defines, global_size, local_size,
