@@ -21,7 +21,8 @@ from espresso_cl.runtime import ENV_VAR, get_runtime
 
 # Environment variables that change how the baselines or PoCL use the cores.
 THREAD_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-                   "POCL_MAX_PTHREAD_COUNT", "POCL_AFFINITY", "ESPRESSO_DEVICE", "ESPRESSO_PARAMS")
+                   "POCL_MAX_PTHREAD_COUNT", "POCL_AFFINITY", "CL_CONFIG_CPU_TBB_NUM_WORKERS",
+                   "ESPRESSO_DEVICE", "ESPRESSO_PARAMS", "ESPRESSO_INTEL_OPENCL", "OCL_ICD_VENDORS")
 
 # The mission's XNOR-popcount limits of hand-written C on 2 cores (shared/mission.md), per core.
 CPU_POPCOUNT_LIMITS = {

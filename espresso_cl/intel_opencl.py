@@ -32,7 +32,8 @@ Nothing happens when:
 - ``OCL_ICD_VENDORS`` is already set by the user (their choice of drivers is kept);
 - the system vendors folder already names a ``libintelocl.so`` (a system oneAPI install).
 
-:data:`status` says what happened, in words (``python -m espresso_cl.intel_opencl`` prints it).
+:data:`status` says what happened, in words:
+``python -c "import espresso_cl.intel_opencl as m; print(m.status)"``.
 """
 
 from __future__ import annotations
@@ -208,7 +209,3 @@ def _register(environ) -> str:
         return f"not registered: {exc}"
     environ[VENDORS_ENV_VAR] = str(folder)
     return f"registered: {library} through {VENDORS_ENV_VAR}={folder}"
-
-
-if __name__ == "__main__":
-    print(register())

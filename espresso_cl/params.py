@@ -94,9 +94,11 @@ AVX512_PROFILE = "cpu-avx512"
 # compiler runs work-items of dimension 0 as SIMD lanes once a work-group spans 16 of them,
 # which turns these kernels' per-lane rows of B into gathers (bgemm at WG_N = 16: 0.6x);
 # at 8 or fewer it keeps one work-item per thread and its scalar popcnt loop reached
-# 350 G binary-MAC/s at 1024x1024x4096 on 2 Zen 4 cores (PoCL's "cpu" profile: about 0.5x).
-# Its frontend targets SPIR, so neither __x86_64__ (POPC takes popcount(), which it inlines)
-# nor ESPRESSO_AVX512's micro-kernels apply.
+# 345-360 G binary-MAC/s (best sample) at 1024x1024x4096 on 2 quiet Zen 4 cores; block
+# shapes from 2x2 to 8x2 and WG_N 4-8 were within 5% (4x2, 8 wide: best). IM2COL beat the
+# direct bconv2d kernel there too (1.3-1.4x). Its frontend targets SPIR, so neither
+# __x86_64__ (POPC takes popcount(), which it inlines) nor ESPRESSO_AVX512's micro-kernels
+# apply. Values of its own, so that PoCL's tuning never moves it.
 INTEL_CPU_PROFILE = "intel-cpu"
 PROFILES[INTEL_CPU_PROFILE] = Params(INTEL_CPU_PROFILE, 64, {
     "bgemm": _gemm(4, 2, 1, 8, 0, 16),

@@ -254,6 +254,18 @@ __kernel void bconv2d_im2col(const int H, const int W, const int C, const int CW
     }
 }
 
+/* dst[offset + i] = src[i] for i < count: a chunk's product into the whole output (a kernel,
+ * not clEnqueueCopyBuffer, whose copies Oclgrind's uninitialized-value check does not follow).
+ * Launch: global (count). */
+__kernel void bconv2d_place(const int count, const int offset,
+                            __global const int *restrict src,
+                            __global int *restrict dst)
+{
+    const int i = get_global_id(0);
+    if (i < count)
+        dst[(size_t)offset + i] = src[i];
+}
+
 /* out: N x OH x OW x OC, bgemm's result over zero-padded taps written as -1 -> adds back
  * sums[tap][oc] for each padded tap of the border pixels. The windows of output rows
  * [oy_lo, oy_hi) and columns [ox_lo, ox_hi) stay inside the image; the NB border pixels of an

@@ -13,8 +13,9 @@
  *     Haswell / Zen); inlined into the kernel. Tile 2 x 4: nibble-table popcount (vpshufb) into
  *     byte counters, summed into 64-bit lanes (vpsadbw) every 31 steps of 4 words; the last
  *     K % 4 words one by one.
- *   - Otherwise plain OpenCL C with POPC (common.h), tile 2 x 4, for other CPUs and simulators.
- * NVIDIA, Oclgrind and other runtimes only ever compile the plain version.
+ *   - Otherwise plain OpenCL C (a popcount per pair of 64-bit words), tile 2 x 4, for other
+ *     CPUs and for simulators. NVIDIA, Oclgrind and Intel's runtime (whose frontend targets
+ *     SPIR, not x86-64) only ever compile this version.
  *
  * Contract of xnor_tile (XNOR_TR rows x XNOR_TC columns) and xnor_tile_row (1 x XNOR_TC):
  *   a      first 64-bit word of row 0 of the left operand; row i starts at a + i * lda

@@ -65,11 +65,11 @@ def test_bgemm(profiled_runtime, rng, m, n, k):
     np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
 
 
-# Ragged K for every K unrolling: the CPU kernels step 8 words (AVX-512) or 2 / 4 words at a
-# time, so K in words covers 1..17 around those steps and a long row (70 words), each ending in
-# a partial word; M = 4 and 5 mix 3-row tiles with single rows, N = 11 a full and a partial
-# 8-column tile.
-TAIL_WORDS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 70]
+# Ragged K for every K step of the CPU micro-kernels (kernels/xnor_cpu.h: 8 words with AVX-512,
+# 4 with AVX2, then the tail): K in words covers 1..17 around those steps and 33, each ending in
+# a partial word; M = 4 and 5 mix full register tiles with single rows, N = 11 a full and a
+# partial tile of columns.
+TAIL_WORDS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33]
 
 
 @pytest.mark.parametrize("words", TAIL_WORDS)
@@ -81,10 +81,11 @@ def test_bgemm_k_tails(profiled_runtime, rng, words):
 
 
 # Blocks: M and N across several work-item blocks of every profile with ragged edges, batch-1
-# GEMV (its own launch shape) over many columns, and 2 rows (two single-row tiles).
+# GEMV (N = 40: so few blocks that ops.bgemm narrows them; N = 260: several full ones), and
+# 2 rows (two single-row tiles).
 BGEMM_BLOCK_SHAPES = [
-    (1, 300, 1000),
-    (1, 1027, 200),
+    (1, 40, 1000),
+    (1, 260, 200),
     (2, 40, 513),
     (13, 70, 1000),
     (26, 67, 130),
@@ -97,6 +98,19 @@ def test_bgemm_blocks(profiled_runtime, rng, m, n, k):
     a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
     out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b))
     np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
+
+
+def test_bgemm_long_rows_with_every_bit_different(profiled_runtime):
+    # 130 words per row, every bit of a row against its opposite: the AVX2 kernel's byte counters
+    # gain 8 per 4-word step and must be emptied before they pass 255 (31 steps, 124 words).
+    if profiled_runtime.kind == "oclgrind" and not profiled_runtime.params.defines("bgemm").get("XNOR_BLOCK"):
+        pytest.skip("the CPU kernels' long-K case; local-memory tiles over 130 words take minutes on Oclgrind")
+    k = 64 * 130 - 3
+    a = np.stack([np.ones(k, np.int8), -np.ones(k, np.int8), np.ones(k, np.int8)])
+    b = np.stack([np.ones(k, np.int8) * (1 if j % 2 else -1) for j in range(9)])
+    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b)).numpy()
+    np.testing.assert_array_equal(out, reference.xnor_gemm(a, b))
+    assert out.min() == -k and out.max() == k
 
 
 def test_bgemm_extremes(profiled_runtime):

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import operator
 
-import pyopencl as cl
-
 from ..geometry import ConvGeometry
 from ..tensor import Tensor
 from .launch import launch
@@ -179,8 +177,8 @@ def _bconv2d_im2col(x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Ten
         else:
             if out is None:
                 out = Tensor(runtime, (pixels, oc), "int32")
-            cl.enqueue_copy(runtime.queue, out.buffer, part.buffer, byte_count=part.nbytes,
-                            dst_offset=p0 * oc * 4)
+            launch(runtime, "bconv2d.cl", "bconv2d_place", defines, (rows * oc,), None,
+                   rows * oc, p0 * oc, part, out)
     out = out.reshape((n, g.oh, g.ow, oc))
     if border:
         launch(runtime, "bconv2d.cl", "bconv2d_fixup", defines, (n * border,), None,
