@@ -396,23 +396,21 @@ XNOR_CPU_TARGET void xconv_tile_##R##x8(const __global ulong *x, const long *px,
             }                                                                                \
         }                                                                                    \
     } else                                                                                   \
+    /* Chunks outside, window rows inside: a pixel's lanes of a chunk are the same in every  \
+     * row of its window, or none where the row is padding. */                              \
     _Pragma("nounroll")                                                                      \
-    for (int ky = 0; ky < KH; ++ky) {                                                        \
-        int lo[R], hi[R];                                                                    \
+    for (int k0 = 0; k0 < RUN; k0 += 8) {                                                    \
+        const unsigned char tail = xconv_lanes(0, RUN, k0);                                  \
+        unsigned char lanes[R];                                                              \
         _Pragma("unroll")                                                                    \
-        for (int i = 0; i < R; ++i) {                                                        \
-            const int in = (uint)(iy0[i] + ky) < (uint)H;                                    \
-            lo[i] = in ? xa[i] : 0;                                                          \
-            hi[i] = in ? xb[i] : 0;                                                          \
-        }                                                                                    \
+        for (int i = 0; i < R; ++i) lanes[i] = xconv_lanes(xa[i], xb[i], k0);                \
         _Pragma("nounroll")                                                                  \
-        for (int k0 = 0; k0 < RUN; k0 += 8) {                                                \
-            const unsigned char tail = xconv_lanes(0, RUN, k0);                              \
+        for (int ky = 0; ky < KH; ++ky) {                                                    \
             xnor_v8q va[R];                                                                  \
             unsigned char m[R];                                                              \
             _Pragma("unroll")                                                                \
             for (int i = 0; i < R; ++i) {                                                    \
-                m[i] = xconv_lanes(lo[i], hi[i], k0);                                        \
+                m[i] = (uint)(iy0[i] + ky) < (uint)H ? lanes[i] : (unsigned char)0;          \
                 va[i] = XNOR_LOAD_TAIL(x + (px[i] + ky * ROW + k0), m[i]);                   \
             }                                                                                \
             _Pragma("unroll")                                                                \
