@@ -112,6 +112,13 @@ def speedup_table(results: list) -> str:
                   "vs PyTorch f32", "% of peak"))
 
 
+def conv_table(rows: list) -> str:
+    return table([(r["device"], r["layer"], r["batch"], f"{r['M']}x{r['N']}x{r['K']}", f"{r['conv_ms']:.3g} ms",
+                   f"{r['conv_gmacs']:.4g}", f"{r['gemm_gmacs']:.4g}", f"{r['ratio']:.2f}") for r in rows],
+                 ("device", "layer", "batch", "M x N x K", "conv", "conv G bMAC/s", "GEMM G bMAC/s",
+                  "conv / GEMM"))
+
+
 def memory_table(results: list) -> str:
     rows, seen = [], set()
     for r in results:
@@ -165,6 +172,12 @@ def print_report(summary: dict, file=None) -> None:
             continue
         print(f"\n== {FAMILY_TITLES[family]} ==", file=file)
         print(detail_table(results), file=file)
+    if summary.get("conv_layers") or summary.get("conv_failures"):
+        print("\n== Binary conv2d per layer of the CIFAR-10 CNN vs XNOR GEMM of the same M, N, K "
+              "(best of the rounds; conv1 reads uint8 by bit planes) ==", file=file)
+        print(conv_table(summary["conv_layers"]), file=file)
+        for failure in summary.get("conv_failures", []):
+            print(f"CHECK FAILED: {failure}", file=file)
     if summary["results"]:
         print("\n== espresso_cl binary mode: throughput and speed-up (ratio of median times) ==", file=file)
         print(speedup_table(summary["results"]), file=file)

@@ -7,11 +7,13 @@ import os
 import time
 from dataclasses import asdict, dataclass, replace
 
-from . import gemm, networks, system, targets
+from . import conv_layers, gemm, networks, system, targets
 from .case import Case, run_case
 from .timing import Settings, progress
 
-FAMILIES = ("gemm", "mlp", "cnn")
+FAMILIES = ("gemm", "mlp", "cnn", "conv")
+# The per-layer conv table: (layers, batches) per mode.
+CONV_LAYERS = {"full": (conv_layers.FULL, (1, 64)), "quick": (conv_layers.QUICK, (1, 8))}
 SCHEMA = "espresso_cl.benchmarks/1"
 
 
@@ -49,6 +51,8 @@ class Suite:
         self.devices = system.devices_under_test()
         self.history: dict = {}
         self.results: list = []
+        self.conv_layers: list = []
+        self.conv_failures: list = []
         self._announce()
 
     def _announce(self) -> None:
@@ -68,8 +72,24 @@ class Suite:
         self.results.append(record)
         return record
 
+    def run_conv_layers(self) -> None:
+        """Each binary conv of the CIFAR-10 CNN next to the XNOR GEMM of the same M, N, K."""
+        layers, batches = CONV_LAYERS[self.mode.name]
+        for device in self.devices:
+            progress(f"conv layers on {device.key}")
+            try:
+                rows = conv_layers.conv_layer_rows(device.runtime, batches, layers, self.settings.repeats,
+                                                   self.settings.min_sample_s)
+            except AssertionError as exc:  # a conv that differs from the NumPy reference
+                self.conv_failures.append(f"{device.key}: {exc}")
+                continue
+            self.conv_layers += [dict(row, device=device.key) for row in rows]
+
     def run_families(self, families) -> None:
         for family in families:
+            if family == "conv":
+                self.run_conv_layers()
+                continue
             made = (gemm.cases(self.mode.name, self.devices, self.torch) if family == "gemm"
                     else networks.cases(family, self.mode.name, self.devices, self.torch))
             for case in made:
@@ -77,7 +97,7 @@ class Suite:
 
     @property
     def all_passed(self) -> bool:
-        return all(r["check"]["passed"] for r in self.results)
+        return all(r["check"]["passed"] for r in self.results) and not self.conv_failures
 
     def notes(self) -> list:
         notes = [self.mode.note]
@@ -113,6 +133,8 @@ class Suite:
             "notes": self.notes(),
             "all_checks_passed": self.all_passed,
             "results": self.results,
+            "conv_layers": self.conv_layers,
+            "conv_failures": self.conv_failures,
         }
         document["targets"] = targets.evaluate(document)
         return document

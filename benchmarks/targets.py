@@ -17,6 +17,8 @@ GEMV_CASE, GEMV_GOAL = "1x4096x4096", 10.0
 # GEMM's speed-up over NumPy.
 NETWORK_CASES = {"mlp": ("batch 1", "batch 256"), "cnn": ("batch 1", "batch 64")}
 BATCH1_GOAL = 8.0
+# A binary conv may lose at most 30% to the XNOR GEMM of the same M, N, K.
+CONV_GOAL = 0.7
 
 
 def machine_kind(summary: dict) -> str | None:
@@ -91,6 +93,10 @@ def evaluate(summary: dict) -> list[dict]:
                     what = (f"{family.upper()} {case} vs {name}"
                             + ("" if case == small else f" (goal: the {HEADLINE_GEMM} GEMM's ratio to NumPy)"))
                     rows.append(_row(what, key, figure, goal if goal is not None else float("nan"), "x"))
+        for row in summary.get("conv_layers", []):
+            if row["device"] == key and row["layer"] != "conv1":  # conv1 is the bit-plane layer
+                rows.append(_row(f"binary conv {row['layer']} batch {row['batch']} vs GEMM of the same M, N, K",
+                                 key, row["ratio"], CONV_GOAL, "x"))
     return rows
 
 

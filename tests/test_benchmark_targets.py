@@ -71,3 +71,14 @@ def test_networks_use_own_device_float_mode_and_the_gemm_ratio_at_large_batch():
 def test_only_cpu_devices_are_judged():
     rows = targets.evaluate(_summary(results=[_result("gemm", "1024x1024x4096", 1e12, {"numpy": 10.0})]))
     assert rows and {row["device"] for row in rows} == {POCL}
+
+
+def test_conv_layers_are_judged_against_the_gemm_except_the_bit_plane_layer():
+    summary = _summary()
+    summary["conv_layers"] = [{"device": POCL, "layer": "conv1", "batch": 1, "ratio": 0.1},
+                              {"device": POCL, "layer": "conv2", "batch": 1, "ratio": 0.75},
+                              {"device": POCL, "layer": "conv5", "batch": 64, "ratio": 0.6}]
+    rows = _verdicts(summary)
+    assert not any("conv1" in name for name in rows)
+    assert rows["binary conv conv2 batch 1 vs GEMM of the same M, N, K"]["met"] is True
+    assert rows["binary conv conv5 batch 64 vs GEMM of the same M, N, K"]["met"] is False
