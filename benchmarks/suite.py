@@ -29,8 +29,10 @@ MODES = {
                                     settle_s=0.05),
                   "quick mode: small shapes and networks scaled down (MLP hidden 1024; CNN widths 32/64/128, "
                   "dense 256) for CI; not the paper's sizes and not for quoting"),
+    # OpenBLAS's threads still held the cores 0.1 s after a NumPy call (a 3 ms kernel measured
+    # 5.9 ms then, 3.0 ms after 0.3 s): full mode waits 0.3 s before each sample.
     "full": Mode("full", Settings(repeats=7, min_repeats=3, budget_s=30.0, max_call_s=60.0, min_sample_s=0.05,
-                                   settle_s=0.1),
+                                   settle_s=0.3),
                  "full mode: BinaryNet's MLP and CNN at their real sizes, GEMMs up to 4096^3"),
 }
 
