@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 test: venv
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 # Intel's oneAPI OpenCL CPU runtime (the `intel` extra, docs/intel.md): about 265 MB of wheels,
 # 850 MB installed. espresso_cl registers it with the ICD loader itself.

@@ -218,12 +218,14 @@ def _fgemm(w: Tensor) -> Step:
 
 def _bitplane_dense(w: Tensor) -> Step:
     """uint8 (N, F) x +-1 (units, F): the 1x1 case of the bit-plane convolution."""
+    units, f = w.shape
+    # One view for every call, so that what the kernel derives from the weights is kept.
+    filters = w.reshape((units, 1, 1, f))
 
     def step(x: Tensor) -> Tensor:
-        n, f = x.shape
-        image = x.reshape((n, 1, 1, f))
-        out = ops.bitplane_conv2d(image, w.reshape((w.shape[0], 1, 1, f)), 1, "valid")
-        return out.reshape((n, w.shape[0]))
+        n = x.shape[0]
+        out = ops.bitplane_conv2d(x.reshape((n, 1, 1, f)), filters, 1, "valid")
+        return out.reshape((n, units))
 
     return step
 

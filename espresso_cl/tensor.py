@@ -90,6 +90,16 @@ class Tensor:
         if buffer is None:
             buffer = new_buffer(runtime, self.nbytes)
         self.buffer = buffer
+        self._derived: dict = {}
+
+    def derived(self, key, make):
+        """The form of this tensor that ``make()`` computes (weights transposed for a kernel, say),
+        computed once per ``key`` and kept with the tensor. Valid for the tensor's life: no op
+        writes into a tensor it was given, only into the ones it creates."""
+        value = self._derived.get(key)
+        if value is None:
+            value = self._derived[key] = make()
+        return value
 
     @classmethod
     def from_numpy(cls, runtime, array: np.ndarray, kind: str, shape=None,

@@ -231,20 +231,30 @@ def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
     cw = rwp // runtime.params.words32
     if defines.get("ESPRESSO_AVX512", 0):
-        # The filters transposed (word k of 32 filters in a row), padded to 32 zero filters.
+        # The filters transposed (word k of 32 filters in a row), padded to 32 zero filters;
+        # once per weight tensor.
         ocp = -(-oc // 32) * 32
-        wt = Tensor(runtime, (cw * ocp, 64), "bits")
-        launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, ocp), None,
-               oc, kh * kw, c, w.storage_shape[-1], rwp, ocp, w, wt)
+
+        def transposed():
+            wt = Tensor(runtime, (cw * ocp, 64), "bits")
+            launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, ocp), None,
+                   oc, kh * kw, c, w.storage_shape[-1], rwp, ocp, w, wt)
+            return wt
+
+        wt = w.derived(("bitplane_weights", rwp, ocp), transposed)
         launch(runtime, "bitplane.cl", "bitplane_conv2d_avx512", defines, (ocp // 32, -(-pixels // 4)), (1, 1),
                pixels, oc, cw, ocp, patches, wt, out)
         return out
     if kh * kw == 1:
         rows = w  # one tap: each filter already is one packed row
     else:
-        rows = Tensor(runtime, (oc, kh * kw * c), "bits")
-        launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, oc), None,
-               oc, kh * kw, c, w.storage_shape[-1], rwp, 0, w, rows)
+        def window_rows():
+            rows = Tensor(runtime, (oc, kh * kw * c), "bits")
+            launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, oc), None,
+                   oc, kh * kw, c, w.storage_shape[-1], rwp, 0, w, rows)
+            return rows
+
+        rows = w.derived(("bitplane_weights", rwp, 0), window_rows)
     launch(runtime, "bitplane.cl", "bitplane_conv2d", defines, *_grid(defines, pixels, oc),
            pixels, oc, cw, patches, rows, out)
     return out
