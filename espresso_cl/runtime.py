@@ -42,6 +42,7 @@ from pathlib import Path
 import pyopencl as cl
 
 from . import intel_opencl
+from .memory import BufferPool
 
 # Before any platform query: the ICD loader reads its list of vendors once per process.
 intel_opencl.register()
@@ -221,11 +222,13 @@ class Runtime:
     # not a read and hash of the source (PoCL's launch itself takes 10-40 us).
     _recent: dict = field(init=False, default_factory=dict)
     _threads: threading.local = field(init=False, default_factory=threading.local)
+    buffers: BufferPool = field(init=False)  # the tensors' device memory (espresso_cl/memory.py)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self):
         self.context = cl.Context([self.device])
         self.queue = cl.CommandQueue(self.context)
+        self.buffers = BufferPool.for_device(self.context, self.queue, self.kind, _is_pocl(self.device))
         if self.params is None:
             from .params import params_for  # params imports this module's device helpers
 

@@ -14,9 +14,6 @@ A :class:`Tensor` is a device buffer with a logical shape and a kind:
 
 from __future__ import annotations
 
-import ctypes
-import sys
-
 import numpy as np
 import pyopencl as cl
 
@@ -24,58 +21,11 @@ from .layout import packed_words, row_words, storage_shape  # noqa: F401  (re-ex
 
 KINDS = {"bits": np.uint32, "float32": np.float32, "int32": np.int32, "uint8": np.uint8}
 
-# PoCL's CPU device takes fresh pages from the OS for every buffer, so the kernel that first
-# writes a large one pays a page fault per 4 KiB: about 35 ms for the 64 MiB output of a
-# 4096 x 4096 GEMM on 2 cores, as long as the GEMM itself. Asking Linux for transparent huge
-# pages on the buffer's memory (as NumPy does for its arrays) brings that to about 9 ms.
-HUGE_PAGE_BYTES = 4 << 20
-_MADV_HUGEPAGE = 14
-_huge_page_devices: dict[int, bool] = {}
-_madvise = None
-
-
-def _wants_huge_pages(runtime) -> bool:
-    key = runtime.device.int_ptr
-    use = _huge_page_devices.get(key)
-    if use is None:
-        from .runtime import _is_pocl
-
-        use = _huge_page_devices[key] = (sys.platform.startswith("linux") and runtime.kind == "cpu"
-                                         and _is_pocl(runtime.device))
-    return use
-
-
-def _advise_huge_pages(runtime, buffer: cl.Buffer, nbytes: int) -> None:
-    """madvise(MADV_HUGEPAGE) on a PoCL CPU buffer's memory (mapped, which costs no copy)."""
-    global _madvise
-    if _madvise is None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        _madvise = libc.madvise
-    mapped, _ = cl.enqueue_map_buffer(runtime.queue, buffer, cl.map_flags.WRITE_INVALIDATE_REGION,
-                                      0, (nbytes,), np.uint8, is_blocking=True)
-    try:
-        start = (mapped.ctypes.data + 4095) & ~4095
-        end = (mapped.ctypes.data + nbytes) & ~4095
-        if end > start:
-            _madvise(start, end - start, _MADV_HUGEPAGE)  # advice only: a failure changes nothing
-    finally:
-        mapped.base.release(runtime.queue)
-
-
-def new_buffer(runtime, nbytes: int) -> cl.Buffer:
-    """An uninitialised read-write buffer of ``nbytes`` on ``runtime``'s context."""
-    buffer = cl.Buffer(runtime.context, cl.mem_flags.READ_WRITE, nbytes)
-    if nbytes >= HUGE_PAGE_BYTES and _wants_huge_pages(runtime):
-        _advise_huge_pages(runtime, buffer, nbytes)
-    return buffer
-
-
 class Tensor:
     """A device array: ``buffer`` on ``runtime``'s context, logical ``shape``, ``kind``."""
 
     def __init__(self, runtime, shape, kind: str, buffer: cl.Buffer | None = None,
-                 segment: int | None = None):
+                 segment: int | None = None, base: "Tensor | None" = None):
         if kind not in KINDS:
             raise ValueError(f"unknown tensor kind {kind!r}; one of {sorted(KINDS)}")
         self.runtime = runtime
@@ -87,10 +37,18 @@ class Tensor:
         self.storage_shape = storage_shape(self.shape, kind, self.segment)
         self.dtype = np.dtype(KINDS[kind])
         self.nbytes = int(np.prod(self.storage_shape)) * self.dtype.itemsize
+        # A tensor that allocates its buffer gives it back to the runtime's pool when it dies;
+        # a view (``base``) keeps the tensor that owns its buffer alive.
+        self._owned = buffer is None
+        self._base = base
         if buffer is None:
-            buffer = new_buffer(runtime, self.nbytes)
+            buffer = runtime.buffers.take(self.nbytes)
         self.buffer = buffer
         self._derived: dict = {}
+
+    def __del__(self):
+        if getattr(self, "_owned", False):
+            self.runtime.buffers.give(self.buffer, self.nbytes)
 
     def derived(self, key, make):
         """The form of this tensor that ``make()`` computes (weights transposed for a kernel, say),
@@ -123,12 +81,20 @@ class Tensor:
 
     def reshape(self, shape, segment: int | None = None) -> "Tensor":
         """The same buffer under another logical shape (and segment) with the same storage size."""
+        return self._view(shape, segment, prefix=False)
+
+    def prefix(self, shape, segment: int | None = None) -> "Tensor":
+        """The first bytes of the buffer as a tensor of ``shape`` (at most this one's storage)."""
+        return self._view(shape, segment, prefix=True)
+
+    def _view(self, shape, segment, prefix: bool) -> "Tensor":
         shape = tuple(int(s) for s in shape)
         if self.kind == "bits" and segment is None:
             segment = self.segment
-        if int(np.prod(storage_shape(shape, self.kind, segment))) != int(np.prod(self.storage_shape)):
+        size, mine = int(np.prod(storage_shape(shape, self.kind, segment))), int(np.prod(self.storage_shape))
+        if size > mine or (size != mine and not prefix):
             raise ValueError(f"cannot view {self.kind} tensor {self.shape} as {shape}")
-        return Tensor(self.runtime, shape, self.kind, self.buffer, segment)
+        return Tensor(self.runtime, shape, self.kind, self.buffer, segment, base=self._base or self)
 
     def __repr__(self):
         return f"Tensor({self.kind}, shape={self.shape})"

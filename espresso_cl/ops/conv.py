@@ -170,7 +170,7 @@ def _bconv2d_im2col(x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Ten
                h, wd, c, cw, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
                one_pad, p0, rows, nsums, oc, x, cols, w, sums if border else cols)
         if rows < chunk:  # the last chunk: the first rows of the buffer
-            cols = Tensor(runtime, (rows, taps * c), "bits", cols.buffer, segment=c)
+            cols = cols.prefix((rows, taps * c), segment=c)
         part = bgemm(cols, weights)
         if rows == pixels:
             out = part
