@@ -3,6 +3,8 @@
 Binary mode keeps +-1 values as packed bits and folds:
 
 - int accumulators -> BatchNorm -> Sign            into one threshold kernel writing bits;
+  on CPU profiles (``ops.supports_fused_threshold``) a BinaryDense on packed bits followed by
+  [BatchNorm ->] Sign is one launch, the GEMM with that threshold as its epilogue;
 - int accumulators -> MaxPool -> BatchNorm -> Sign into the threshold, then max-pooling on
   packed bits: OR for channels whose folded test is ``acc >= t`` (sign is non-decreasing in
   acc, so sign(max) = max(sign)), AND where gamma < 0 flips it to ``acc <= t``.
@@ -59,12 +61,17 @@ def _binary_weight_float(runtime, layer) -> Tensor:
     return _upload(runtime, layer.weight_pm1().astype(np.float32), "float32")
 
 
-def _threshold_step(runtime, spec, bn_layer, packed: bool) -> tuple[Step, np.ndarray]:
+def _thresholds(runtime, spec, bn_layer) -> tuple[Tensor, Tensor, np.ndarray]:
+    """Device int32 (thresh, flip) of sign(bn(acc)) for accumulators of ``spec``, and flip."""
     lo, hi = spec.acc_range
     channels = spec.shape[-1]
     bn = bn_layer.bn_params() if bn_layer is not None else None
     thresh, flip = fold.sign_thresholds(bn, lo, hi, channels)
-    t_thresh, t_flip = _upload(runtime, thresh, "int32"), _upload(runtime, flip, "int32")
+    return _upload(runtime, thresh, "int32"), _upload(runtime, flip, "int32"), flip
+
+
+def _threshold_step(runtime, spec, bn_layer, packed: bool) -> tuple[Step, np.ndarray]:
+    t_thresh, t_flip, flip = _thresholds(runtime, spec, bn_layer)
 
     def step(x: Tensor) -> Tensor:
         return ops.threshold(x, t_thresh, t_flip, packed=packed)
@@ -125,6 +132,12 @@ def compile_plan(runtime, layers, input_kind: str, mode: str) -> Plan:
                             shape=(layer.units, spec.shape[0]), segment=layer._weight_segment())
                 if spec.kind == "uint8":
                     step = _bitplane_dense(w)
+                elif ops.supports_fused_threshold(runtime) and _sign_follows(after):
+                    # GEMM + [BatchNorm +] Sign in one launch (CPU profiles).
+                    bn_layer = after[0] if isinstance(after[0], BatchNorm) else None
+                    t_thresh, t_flip, _ = _thresholds(runtime, layer.output_spec, bn_layer)
+                    step = _bgemm_threshold(w, t_thresh, t_flip)
+                    consumed = 3 if bn_layer is not None else 2
                 else:
                     step = _bgemm(w)
             else:
@@ -203,6 +216,17 @@ def compile_plan(runtime, layers, input_kind: str, mode: str) -> Plan:
 def _flip_mask(flip: np.ndarray) -> np.ndarray:
     """Per-channel flags -> one packed row (bit set = pool with AND)."""
     return reference.pack_bits(np.where(flip > 0, 1, -1))
+
+
+def _sign_follows(after) -> bool:
+    """Whether the layers after an accumulator-producing one start with [BatchNorm ->] Sign."""
+    if after[:1] and isinstance(after[0], Sign):
+        return True
+    return len(after) >= 2 and isinstance(after[0], BatchNorm) and isinstance(after[1], Sign)
+
+
+def _bgemm_threshold(w: Tensor, thresh: Tensor, flip: Tensor) -> Step:
+    return lambda x: ops.bgemm_threshold(x, w, thresh, flip)
 
 
 def _bgemm(w: Tensor) -> Step:

@@ -155,6 +155,103 @@ def test_bgemm_rejects_mismatched_operands(runtime, rng):
         ops.bgemm(Tensor.from_numpy(runtime, a.astype(np.float32), "float32"), _bits(runtime, b))
 
 
+# bgemm_threshold (CPU profiles): bgemm and the folded batch-norm + sign in one launch, packed.
+# N around 32 / 64 bits (every pad case: the row's last word partly used, and the extra pad word
+# when ceil(N / 32) is odd), several 32-column blocks and 4097; M 1 (GEMV), 3 (one register tile
+# on the plain and AVX2 paths), 17 (two row blocks of 12, tiles and single rows); K with tails.
+THRESHOLD_SHAPES = [
+    (1, 1, 1),
+    (1, 31, 65),
+    (1, 33, 200),
+    (3, 64, 63),
+    (1, 65, 129),
+    (3, 96, 100),
+    (17, 100, 1000),
+    (2, 129, 64),
+    (7, 160, 31),
+    (1, 4097, 130),
+]
+
+
+def _skip_unless_fused(runtime):
+    if not ops.supports_fused_threshold(runtime):
+        pytest.skip(f"profile {runtime.params.name}: bgemm has no XNOR_BLOCK, so no fused threshold")
+
+
+def _threshold_case(rng, acc, k):
+    """Thresholds where a third of the channels tie with an accumulator, some at the range's
+    edges (always / never pass), and random flips."""
+    m, n = acc.shape
+    thresh = rng.integers(-k - 1, k + 2, size=n).astype(np.int32)
+    tied = rng.random(n) < 1 / 3
+    thresh[tied] = acc[rng.integers(0, m, size=n), np.arange(n)][tied]
+    edges = np.array([-k - 1, -k, k, k + 1], np.int32)
+    ends = rng.random(n) < 0.1
+    thresh[ends] = edges[rng.integers(0, 4, size=ends.sum())]
+    flip = (rng.random(n) < 0.5).astype(np.int32)
+    return thresh, flip
+
+
+def _check_threshold(runtime, a, b, thresh, flip, segment=None):
+    out = ops.bgemm_threshold(_bits(runtime, a, segment), _bits(runtime, b, segment),
+                              Tensor.from_numpy(runtime, thresh, "int32"),
+                              Tensor.from_numpy(runtime, flip, "int32"))
+    expected = reference.threshold_sign(reference.xnor_gemm(a, b), thresh, flip)
+    assert out.kind == "bits" and out.shape == expected.shape and out.segment == expected.shape[1]
+    # The words themselves, pad bits and pad words included.
+    np.testing.assert_array_equal(out.numpy(), reference.pack_bits(expected))
+
+
+@pytest.mark.parametrize("m, n, k", THRESHOLD_SHAPES, ids=_ids(THRESHOLD_SHAPES))
+def test_bgemm_threshold(profiled_runtime, rng, m, n, k):
+    _skip_unless_fused(profiled_runtime)
+    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), k)
+    _check_threshold(profiled_runtime, a, b, thresh, flip)
+
+
+@pytest.mark.parametrize("flip", [0, 1], ids=["ge", "le"])
+def test_bgemm_threshold_ties_one_way(profiled_runtime, rng, flip):
+    # Every channel flipped (or none), thresholds on the accumulators of row 0: row 0 passes
+    # everywhere, the other rows by their side of it.
+    _skip_unless_fused(profiled_runtime)
+    m, n, k = 5, 70, 77
+    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    thresh = reference.xnor_gemm(a, b)[0].astype(np.int32)
+    _check_threshold(profiled_runtime, a, b, thresh, np.full(n, flip, np.int32))
+
+
+@pytest.mark.parametrize("words", [1, 3, 4, 5, 8, 9, 17])
+def test_bgemm_threshold_k_tails(profiled_runtime, rng, words):
+    _skip_unless_fused(profiled_runtime)
+    m, n, k = 4 + words % 2, 45, 64 * words - 5
+    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), k)
+    _check_threshold(profiled_runtime, a, b, thresh, flip)
+
+
+def test_bgemm_threshold_segmented_rows(profiled_runtime, rng):
+    # A flattened packed image as the left operand: its K runs over padded segments.
+    _skip_unless_fused(profiled_runtime)
+    m, n, segment = 3, 50, 33
+    a, b = _pm1(rng, (m, 4 * segment)), _pm1(rng, (n, 4 * segment))
+    thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), 4 * segment)
+    _check_threshold(profiled_runtime, a, b, thresh, flip, segment)
+
+
+def test_bgemm_threshold_needs_a_cpu_profile(runtime, rng):
+    from espresso_cl.params import PROFILES
+    from espresso_cl.runtime import Runtime
+
+    generic = Runtime(runtime.device, params=PROFILES["generic"])
+    assert not ops.supports_fused_threshold(generic)
+    assert ops.supports_fused_threshold(Runtime(runtime.device, params=PROFILES["cpu"]))
+    a, b = _pm1(rng, (1, 10)), _pm1(rng, (3, 10))
+    zeros = Tensor.from_numpy(generic, np.zeros(3, np.int32), "int32")
+    with pytest.raises(ValueError, match="XNOR_BLOCK"):
+        ops.bgemm_threshold(_bits(generic, a), _bits(generic, b), zeros, zeros)
+
+
 def _floats(runtime, array):
     return Tensor.from_numpy(runtime, array.astype(np.float32), "float32")
 

@@ -121,6 +121,40 @@ def test_cnn_hidden_bits_exact(runtime, rng):
         check_against_reference(model, x, mode)
 
 
+def test_fused_dense_threshold_on_cpu_profiles(profiled_runtime, rng, monkeypatch):
+    """BinaryDense -> [BatchNorm ->] Sign is one bgemm_threshold launch where the profile has it
+    (CPU profiles), bgemm + threshold_pack elsewhere; both match the reference."""
+    from collections import defaultdict
+
+    from espresso_cl import ops
+    from espresso_cl.ops import launch
+
+    layers = [ec.BinaryDense(70), ec.BatchNorm(), ec.Sign(),
+              ec.BinaryDense(65), ec.BatchNorm(), ec.Sign(),
+              ec.BinaryDense(33), ec.Sign(),
+              ec.BinaryDense(10), ec.BatchNorm()]
+    model = ec.Sequential(layers, input_shape=(100,), input_dtype="uint8",
+                          runtime=profiled_runtime).initialize(9)
+    set_some_gammas_zero(model, rng)
+    x = pixels(rng, 3, (100,))
+    # Count launches: launch() records every kernel's time while PROFILE is set.
+    monkeypatch.setattr(launch, "PROFILE", True)
+    monkeypatch.setattr(launch, "kernel_times", defaultdict(list))
+    check_against_reference(model, x, "binary")
+    counts = {name: len(times) for name, times in launch.kernel_times.items()}
+    labels = [label for label, _ in model._plan("binary").steps]
+    names = [layer.name for layer in model.layers]
+    fused_labels = [" + ".join(names[3:6]), " + ".join(names[6:8])]
+    if ops.supports_fused_threshold(profiled_runtime):
+        assert all(label in labels for label in fused_labels), labels
+        assert counts.get("bgemm_threshold") == 2 and counts.get("bgemm") == 1, counts
+        assert counts.get("threshold_pack") == 1, counts  # after the first (bit-plane) layer
+    else:
+        assert not any(label in labels for label in fused_labels), labels
+        assert "bgemm_threshold" not in counts and counts.get("threshold_pack") == 3, counts
+    check_against_reference(model, x, "float")
+
+
 def test_batch_size_chunks_agree(runtime, rng):
     model = mlp().initialize(7)
     x = pixels(rng, 11, (100,))

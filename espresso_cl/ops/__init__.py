@@ -2,10 +2,10 @@
 
 from .conv import bconv2d, bitplane_conv2d, fconv2d
 from .elementwise import affine, argmax, sign_float, softmax
-from .gemm import bgemm, fgemm
+from .gemm import bgemm, bgemm_threshold, fgemm, supports_fused_threshold
 from .pack import pack_sign, threshold, unpack_sign
 from .pool import maxpool, maxpool_bits
 
-__all__ = ["bgemm", "fgemm", "pack_sign", "threshold", "unpack_sign",
+__all__ = ["bgemm", "bgemm_threshold", "supports_fused_threshold", "fgemm", "pack_sign", "threshold", "unpack_sign",
            "bconv2d", "fconv2d", "bitplane_conv2d",
            "maxpool", "maxpool_bits", "affine", "sign_float", "softmax", "argmax"]

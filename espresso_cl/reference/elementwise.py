@@ -1,4 +1,4 @@
-"""Reference per-channel affine map, float sign, softmax and argmax, in float64."""
+"""Reference per-channel affine map, float sign, folded batch-norm thresholds, softmax and argmax."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ def affine(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
 def sign_float(x: np.ndarray) -> np.ndarray:
     """float32 +1 where x >= 0 (so sign(0) = +1), else -1."""
     return np.where(np.asarray(x) >= 0, 1.0, -1.0).astype(np.float32)
+
+
+def threshold_sign(acc: np.ndarray, thresh: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """int8 +-1 (..., C): +1 where ``acc <= thresh[c]`` for channels with ``flip[c]``, else
+    where ``acc >= thresh[c]`` (the folded batch-norm + sign of ``espresso_cl.fold``)."""
+    acc = np.asarray(acc)
+    passes = np.where(np.asarray(flip).astype(bool), acc <= thresh, acc >= thresh)
+    return np.where(passes, 1, -1).astype(np.int8)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
