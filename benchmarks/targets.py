@@ -54,8 +54,9 @@ def _ratio(result: dict, label: str, role: str, device_key: str) -> float | None
 
 
 def _row(target: str, device: str, figure: float | None, goal: float, unit: str) -> dict:
+    unknown = figure is None or goal is None or goal != goal  # a NaN goal: its GEMM was not measured
     return {"target": target, "device": device, "figure": figure, "goal": goal, "unit": unit,
-            "met": None if figure is None else figure >= goal}
+            "met": None if unknown else figure >= goal}
 
 
 def evaluate(summary: dict) -> list[dict]:
@@ -92,7 +93,7 @@ def evaluate(summary: dict) -> list[dict]:
                     figure = _ratio(r, label, role, key) if label else None
                     what = (f"{family.upper()} {case} vs {name}"
                             + ("" if case == small else f" (goal: the {HEADLINE_GEMM} GEMM's ratio to NumPy)"))
-                    rows.append(_row(what, key, figure, goal if goal is not None else float("nan"), "x"))
+                    rows.append(_row(what, key, figure, goal, "x"))
         for row in summary.get("conv_layers", []):
             if row["device"] == key and row["layer"] != "conv1":  # conv1 is the bit-plane layer
                 rows.append(_row(f"binary conv {row['layer']} batch {row['batch']} vs GEMM of the same M, N, K",
@@ -114,7 +115,7 @@ def lines(summary: dict) -> list[str]:
             wanted = f">= {goal / 1e12:.3g} T"
         else:
             shown = "-" if figure is None else f"{figure:.3g}x"
-            wanted = f">= {goal:.3g}x"
+            wanted = "-" if goal is None else f">= {goal:.3g}x"
         verdict = "not measured" if row["met"] is None else ("met" if row["met"] else "NOT met")
         out.append(f"  {row['device']:14s} {row['target']}: {shown} (goal {wanted}): {verdict}")
     return out

@@ -106,9 +106,10 @@ def warm_up(contenders, predicted: dict, settings: Settings):
         try:
             seconds, out = _call(c)
             outputs[c.label] = c.fetch(out)
-            # The first call builds kernels and uploads weights: a second one, where cheap,
-            # is what sizes the timed samples (a fast call is looped, not timed cold once).
-            if seconds < settings.min_sample_s:
+            # The first call builds kernels and uploads weights: a second one, unless the first
+            # was slow, is what sizes the timed samples (so a fast call is looped, not timed
+            # once from cold because its first call included a kernel build).
+            if seconds < settings.budget_s / 10:
                 seconds, _ = _call(c)
         except Exception as exc:  # noqa: BLE001 - one broken contender must not hide the others
             t.error = f"{type(exc).__name__}: {exc}"

@@ -82,3 +82,8 @@ def test_conv_layers_are_judged_against_the_gemm_except_the_bit_plane_layer():
     assert not any("conv1" in name for name in rows)
     assert rows["binary conv conv2 batch 1 vs GEMM of the same M, N, K"]["met"] is True
     assert rows["binary conv conv5 batch 64 vs GEMM of the same M, N, K"]["met"] is False
+
+
+def test_large_batch_without_its_gemm_is_not_measured():
+    rows = _verdicts(_summary(results=[_result("mlp", "batch 256", 0, {"torch": 50.0, "float": 50.0})]))
+    assert [row["met"] for name, row in rows.items() if name.startswith("MLP batch 256")] == [None, None]
