@@ -4,7 +4,9 @@ Binary mode keeps +-1 values as packed bits and folds:
 
 - int accumulators -> BatchNorm -> Sign            into one threshold kernel writing bits;
   on CPU profiles (``ops.supports_fused_threshold``) a BinaryDense on packed bits followed by
-  [BatchNorm ->] Sign is one launch, the GEMM with that threshold as its epilogue;
+  [BatchNorm ->] Sign is one launch, the GEMM with that threshold as its epilogue, and on the
+  AVX-512 profile (``ops.supports_bitplane_threshold``) so is the uint8 first layer's bit-plane
+  product (after its bitplane_pack);
 - int accumulators -> MaxPool -> BatchNorm -> Sign into the threshold, then max-pooling on
   packed bits: OR for channels whose folded test is ``acc >= t`` (sign is non-decreasing in
   acc, so sign(max) = max(sign)), AND where gamma < 0 flips it to ``acc <= t``.
@@ -130,7 +132,10 @@ def compile_plan(runtime, layers, input_kind: str, mode: str) -> Plan:
             if binary and spec.kind in ("pm1", "uint8"):
                 w = _upload(runtime, layer.params()["weight"], "bits",
                             shape=(layer.units, spec.shape[0]), segment=layer._weight_segment())
-                if spec.kind == "uint8":
+                if spec.kind == "uint8" and ops.supports_bitplane_threshold(runtime) and _sign_follows(after):
+                    # Bit-plane layer + [BatchNorm +] Sign: bitplane_pack + one launch (AVX-512).
+                    step, consumed = _bitplane_threshold(runtime, _bitplane_dense, w, layer, after)
+                elif spec.kind == "uint8":
                     step = _bitplane_dense(w)
                 elif ops.supports_fused_threshold(runtime) and _sign_follows(after):
                     # GEMM + [BatchNorm +] Sign in one launch (CPU profiles).
@@ -152,7 +157,9 @@ def compile_plan(runtime, layers, input_kind: str, mode: str) -> Plan:
             if binary and spec.kind in ("pm1", "uint8"):
                 w = _upload(runtime, layer.params()["weight"], "bits",
                             shape=layer.param_shapes()["weight"])
-                if spec.kind == "uint8":
+                if spec.kind == "uint8" and ops.supports_bitplane_threshold(runtime) and _sign_follows(after):
+                    step, consumed = _bitplane_threshold(runtime, _bitplane_conv, w, layer, after)
+                elif spec.kind == "uint8":
                     step = _conv(ops.bitplane_conv2d, w, layer, pad_value=None)
                 else:
                     step = _conv(ops.bconv2d, w, layer, pad_value=layer.pad_value)
@@ -240,18 +247,32 @@ def _fgemm(w: Tensor) -> Step:
     return lambda x: ops.fgemm(x, w)
 
 
-def _bitplane_dense(w: Tensor) -> Step:
-    """uint8 (N, F) x +-1 (units, F): the 1x1 case of the bit-plane convolution."""
+def _bitplane_dense(w: Tensor, layer=None, threshold: tuple = ()) -> Step:
+    """uint8 (N, F) x +-1 (units, F): the 1x1 case of the bit-plane convolution; with
+    ``threshold`` (thresh, flip), the fused [BatchNorm +] Sign after it, packed."""
     units, f = w.shape
     # One view for every call, so that what the kernel derives from the weights is kept.
     filters = w.reshape((units, 1, 1, f))
+    op = ops.bitplane_conv2d_threshold if threshold else ops.bitplane_conv2d
 
     def step(x: Tensor) -> Tensor:
         n = x.shape[0]
-        out = ops.bitplane_conv2d(x.reshape((n, 1, 1, f)), filters, 1, "valid")
+        out = op(x.reshape((n, 1, 1, f)), filters, *threshold, 1, "valid")
         return out.reshape((n, units))
 
     return step
+
+
+def _bitplane_conv(w: Tensor, layer, threshold: tuple) -> Step:
+    return lambda x: ops.bitplane_conv2d_threshold(x, w, *threshold, layer.stride, layer.padding)
+
+
+def _bitplane_threshold(runtime, make, w: Tensor, layer, after) -> tuple[Step, int]:
+    """The bit-plane first layer with the [BatchNorm ->] Sign after it in its launch
+    (``ops.supports_bitplane_threshold``): (step, layers consumed)."""
+    bn_layer = after[0] if isinstance(after[0], BatchNorm) else None
+    t_thresh, t_flip, _ = _thresholds(runtime, layer.output_spec, bn_layer)
+    return make(w, layer, (t_thresh, t_flip)), 3 if bn_layer is not None else 2
 
 
 def _conv(op, w: Tensor, layer, pad_value) -> Step:

@@ -232,4 +232,51 @@ void bitplane_conv2d_avx512(const int NP, const int OC, const int CW, const int 
                 out[(size_t)(p + i) * OC + boc + j] = acc[32 * i + j];
     }
 }
+
+/* bitplane_conv2d_avx512 followed by threshold_pack (kernels/pack.cl), in one launch: bit c of
+ * an output pixel is flip[c] ? acc <= thresh[c] : acc >= thresh[c], packed as common.h says into
+ * out, NP rows of RW 32-bit words (RW even). Each work-item owns word get_group_id(0) (channels
+ * boc .. boc + 31) of its 4 pixels, and the last one (word OCP / 32 - 1) also the row's pad word
+ * after it, written 0, so every word has exactly one writer. Each channel's test is one range,
+ * lo[c] <= acc <= hi[c] (one side INT_MIN / INT_MAX), and channels past OC get an empty one, so
+ * their bits are 0. Launch: global (OCP / 32, ceil(NP / 4)), local (1, 1). */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void bitplane_threshold_avx512(const int NP, const int OC, const int CW, const int OCP, const int RW,
+                               __global const word_t *restrict patches,
+                               __global const word_t *restrict wt,
+                               __global const int *restrict thresh,
+                               __global const int *restrict flip,
+                               __global uint *restrict out)
+{
+    const int bp = get_group_id(1) * 4, word = get_group_id(0), boc = word * 32;
+    const size_t row = (size_t)CW * PLANES;
+    const int cols = min(OC - boc, 32);
+    int lo[32], hi[32];
+    for (int j = 0; j < 32; ++j) {
+        if (j < cols) {
+            const int t = thresh[boc + j], f = flip[boc + j] != 0;
+            lo[j] = f ? INT_MIN : t;
+            hi[j] = f ? t : INT_MAX;
+        } else {
+            lo[j] = INT_MAX;
+            hi[j] = INT_MIN;
+        }
+    }
+    const int last = word == OCP / 32 - 1;
+    int acc[2 * 32];
+    for (int p = bp; p < min(NP, bp + 4); p += 2) {
+        bitplane_tile_2x32(patches + (size_t)p * row, patches + (size_t)min(p + 1, NP - 1) * row,
+                           wt + boc, OCP, CW, acc);
+        for (int i = 0; i < min(NP - p, 2); ++i) {
+            uint bits = 0u;
+            for (int j = 0; j < 32; ++j)
+                bits |= (uint)(acc[32 * i + j] >= lo[j] && acc[32 * i + j] <= hi[j]) << j;
+            __global uint *o = out + (size_t)(p + i) * RW;
+            o[word] = bits;
+            if (last)
+                for (int w = word + 1; w < RW; ++w)
+                    o[w] = 0u;
+        }
+    }
+}
 #endif

@@ -161,8 +161,14 @@ def main(argv=None) -> int:
         if result["kernels"].is_file():
             launched.update(result["kernels"].read_text().split())
 
-    defined = defined_kernels(kernel_dir())
-    print(f"\n{len(launched & defined)} of {len(defined)} kernels launched under Oclgrind")
+    found = defined_kernels(kernel_dir())
+    # Kernels named *_avx512 exist only as x86 AVX-512 machine code (the cpu-avx512 profile's
+    # ESPRESSO_AVX512 guard); Oclgrind's SPIR compiler never sees them. The PoCL test run
+    # covers them on AVX-512 CPUs.
+    machine_code = {name for name in found if name.endswith("_avx512")}
+    defined = found - machine_code
+    print(f"\n{len(launched & defined)} of {len(defined)} kernels launched under Oclgrind "
+          f"(not simulated, x86 AVX-512 only: {', '.join(sorted(machine_code)) or 'none'})")
     if not args.no_coverage:
         never = sorted(defined - launched)
         if never:

@@ -193,3 +193,80 @@ def test_bconv2d_zero_padding_borders(profiled_runtime, rng, case):
     x, w = _pm1(rng, x_shape), _pm1(rng, w_shape)
     out = ops.bconv2d(_bits(profiled_runtime, x), _bits(profiled_runtime, w), stride, padding)
     np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))
+
+
+# bitplane_conv2d_threshold (the AVX-512 profile): the bit-plane layer with the folded batch-norm
+# + sign in its launch, packed. OC around 32 / 64 (the row's last word partly used, and the pad
+# word when ceil(OC / 32) is odd), dense (1x1 on 1x1 images) and 3x3 'same' windows, batch 1
+# and odd batches, a stride.
+BITPLANE_THRESHOLD_CASES = [
+    (1, 1, 1, 784, 1, 1, 1, 1, "valid"),
+    (3, 1, 1, 100, 31, 1, 1, 1, "valid"),
+    (1, 1, 1, 784, 33, 1, 1, 1, "valid"),
+    (5, 1, 1, 65, 70, 1, 1, 1, "valid"),
+    (1, 1, 1, 784, 128, 1, 1, 1, "valid"),
+    (1, 5, 4, 3, 1, 3, 3, 1, "same"),
+    (3, 5, 4, 3, 31, 3, 3, 1, "same"),
+    (1, 6, 5, 3, 33, 3, 3, 1, "same"),
+    (3, 5, 4, 1, 70, 3, 3, 2, "same"),
+    (1, 4, 4, 3, 128, 3, 3, 1, "same"),
+]
+
+
+def _skip_unless_bitplane_threshold(runtime):
+    if not ops.supports_bitplane_threshold(runtime):
+        pytest.skip(f"profile {runtime.params.name}: no ESPRESSO_AVX512, so no fused bit-plane threshold")
+
+
+def _check_bitplane_threshold(runtime, x, w, thresh, flip, stride, padding):
+    out = ops.bitplane_conv2d_threshold(Tensor.from_numpy(runtime, x, "uint8"), _bits(runtime, w),
+                                        Tensor.from_numpy(runtime, thresh, "int32"),
+                                        Tensor.from_numpy(runtime, flip, "int32"), stride, padding)
+    expected = reference.threshold_sign(reference.conv2d(x, w, stride, padding, 0), thresh, flip)
+    assert out.kind == "bits" and out.shape == expected.shape and out.segment == expected.shape[-1]
+    # The words themselves, pad bits and pad words included.
+    np.testing.assert_array_equal(out.numpy(), reference.pack_bits(expected))
+
+
+@pytest.mark.parametrize("case", BITPLANE_THRESHOLD_CASES, ids=_case_ids(BITPLANE_THRESHOLD_CASES))
+def test_bitplane_conv2d_threshold(profiled_runtime, rng, case):
+    _skip_unless_bitplane_threshold(profiled_runtime)
+    x_shape, w_shape, stride, padding = _shapes(case)
+    x, w = _uint8(rng, x_shape), _pm1(rng, w_shape)
+    acc = reference.conv2d(x, w, stride, padding, 0).reshape(-1, w_shape[0])
+    oc = w_shape[0]
+    # A third of the channels tie with an accumulator, some always / never pass, random flips.
+    bound = int(np.abs(acc).max()) + 2
+    thresh = rng.integers(-bound, bound + 1, size=oc).astype(np.int32)
+    tied = rng.random(oc) < 1 / 3
+    thresh[tied] = acc[rng.integers(0, acc.shape[0], size=oc), np.arange(oc)][tied]
+    thresh[: min(oc, 2)] = [-bound, bound][: min(oc, 2)]
+    flip = rng.integers(0, 2, size=oc).astype(np.int32)
+    _check_bitplane_threshold(profiled_runtime, x, w, thresh, flip, stride, padding)
+
+
+@pytest.mark.parametrize("flip", [0, 1], ids=["ge", "le"])
+@pytest.mark.parametrize("case", [BITPLANE_THRESHOLD_CASES[3], BITPLANE_THRESHOLD_CASES[8]],
+                         ids=_case_ids([BITPLANE_THRESHOLD_CASES[3], BITPLANE_THRESHOLD_CASES[8]]))
+def test_bitplane_conv2d_threshold_ties_one_way(profiled_runtime, rng, case, flip):
+    # Every channel flipped (or none), thresholds on the accumulators of the first pixel: it
+    # passes everywhere, the other pixels by their side of it.
+    _skip_unless_bitplane_threshold(profiled_runtime)
+    x_shape, w_shape, stride, padding = _shapes(case)
+    x, w = _uint8(rng, x_shape), _pm1(rng, w_shape)
+    thresh = reference.conv2d(x, w, stride, padding, 0).reshape(-1, w_shape[0])[0].astype(np.int32)
+    _check_bitplane_threshold(profiled_runtime, x, w, thresh, np.full(w_shape[0], flip, np.int32),
+                              stride, padding)
+
+
+def test_bitplane_conv2d_threshold_needs_its_profile(runtime, rng):
+    x = Tensor.from_numpy(runtime, _uint8(rng, (1, 1, 1, 10)), "uint8")
+    w = _bits(runtime, _pm1(rng, (5, 1, 1, 10)))
+    t = Tensor.from_numpy(runtime, np.zeros(5, np.int32), "int32")
+    if ops.supports_bitplane_threshold(runtime):
+        with pytest.raises(ValueError, match="thresh and flip of shape"):
+            ops.bitplane_conv2d_threshold(x, w, t, Tensor.from_numpy(runtime, np.zeros(4, np.int32), "int32"),
+                                          1, "valid")
+    else:
+        with pytest.raises(ValueError, match="ESPRESSO_AVX512"):
+            ops.bitplane_conv2d_threshold(x, w, t, t, 1, "valid")

@@ -123,7 +123,8 @@ def test_cnn_hidden_bits_exact(runtime, rng):
 
 def test_fused_dense_threshold_on_cpu_profiles(profiled_runtime, rng, monkeypatch):
     """BinaryDense -> [BatchNorm ->] Sign is one bgemm_threshold launch where the profile has it
-    (CPU profiles), bgemm + threshold_pack elsewhere; both match the reference."""
+    (CPU profiles), bgemm + threshold_pack elsewhere; the uint8 first layer's is one
+    bitplane_threshold_avx512 launch on the AVX-512 profile; all match the reference."""
     from collections import defaultdict
 
     from espresso_cl import ops
@@ -148,7 +149,13 @@ def test_fused_dense_threshold_on_cpu_profiles(profiled_runtime, rng, monkeypatc
     if ops.supports_fused_threshold(profiled_runtime):
         assert all(label in labels for label in fused_labels), labels
         assert counts.get("bgemm_threshold") == 2 and counts.get("bgemm") == 1, counts
-        assert counts.get("threshold_pack") == 1, counts  # after the first (bit-plane) layer
+        if ops.supports_bitplane_threshold(profiled_runtime):
+            # The first (bit-plane) layer's threshold is in its launch too: no threshold_pack.
+            assert " + ".join(names[0:3]) in labels, labels
+            assert counts.get("bitplane_threshold_avx512") == 1, counts
+            assert "threshold_pack" not in counts and "bitplane_conv2d_avx512" not in counts, counts
+        else:
+            assert counts.get("threshold_pack") == 1, counts  # after the first (bit-plane) layer
     else:
         assert not any(label in labels for label in fused_labels), labels
         assert "bgemm_threshold" not in counts and counts.get("threshold_pack") == 3, counts

@@ -209,42 +209,71 @@ def fconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     return out
 
 
+def supports_bitplane_threshold(runtime) -> bool:
+    """Whether :func:`bitplane_conv2d_threshold` runs on ``runtime`` (its profile has
+    ``ESPRESSO_AVX512``: PoCL on x86-64 CPUs with AVX-512 VPOPCNTDQ; elsewhere the bit-plane
+    layer runs :func:`bitplane_conv2d`, then ``ops.threshold``)."""
+    return bool(runtime.params.defines("bitplane").get("ESPRESSO_AVX512", 0))
+
+
+def _bitplane_patches(x: Tensor, w: Tensor, g: ConvGeometry, defines: dict) -> Tensor:
+    """Each output pixel's window as PLANES packed rows, interleaved by word (see bitplane.cl)."""
+    runtime = x.runtime
+    n, h, wd, c = x.shape
+    _, kh, kw, _ = w.shape
+    pixels = n * g.oh * g.ow
+    patches = Tensor(runtime, (pixels, PLANES, kh * kw * c), "bits")
+    launch(runtime, "bitplane.cl", "bitplane_pack", defines, (patches.storage_shape[-1], pixels), None,
+           n, h, wd, c, kh, kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, patches.storage_shape[-1],
+           x, patches)
+    return patches
+
+
+def _bitplane_transposed(w: Tensor, rwp: int, defines: dict) -> tuple:
+    """(wt, ocp): the filters transposed (word k of 32 filters in a row), padded to ocp (a
+    multiple of 32) with zero filters; once per weight tensor (Tensor.derived)."""
+    runtime = w.runtime
+    oc, kh, kw, c = w.shape
+    ocp = -(-oc // 32) * 32
+    cw = rwp // runtime.params.words32
+
+    def transposed():
+        wt = Tensor(runtime, (cw * ocp, 64), "bits")
+        launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, ocp), None,
+               oc, kh * kw, c, w.storage_shape[-1], rwp, ocp, w, wt)
+        return wt
+
+    return w.derived(("bitplane_weights", rwp, ocp), transposed), ocp
+
+
+def _check_bitplane(op: str, x: Tensor, w: Tensor) -> None:
+    if x.kind != "uint8" or w.kind != "bits":
+        raise TypeError(f"{op} takes uint8 x and packed bits w, got {x.kind} and {w.kind}")
+
+
 def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
     """First layer on 8-bit pixels: uint8 x (N, H, W, C), bits w (OC, KH, KW, C) -> int32 (N, OH, OW, OC).
 
     Exact: x = sum over p of 2^p * bit-plane p, each plane a binary dot product with w.
     Padded pixels are 0 (zero padding only). A dense layer is the case H = W = KH = KW = 1.
     """
-    if x.kind != "uint8" or w.kind != "bits":
-        raise TypeError(f"bitplane_conv2d takes uint8 x and packed bits w, got {x.kind} and {w.kind}")
+    _check_bitplane("bitplane_conv2d", x, w)
     g = _geometry("bitplane_conv2d", x, w, stride, padding)
     runtime = x.runtime
-    n, h, wd, c = x.shape
-    oc, kh, kw, _ = w.shape
+    n = x.shape[0]
+    oc = w.shape[0]
     pixels = n * g.oh * g.ow
     defines = _tiles(runtime, "bitplane", pixels)
-    # Each output pixel's window as PLANES packed rows, interleaved by word (see bitplane.cl).
-    patches = Tensor(runtime, (pixels, PLANES, kh * kw * c), "bits")
+    patches = _bitplane_patches(x, w, g, defines)
     rwp = patches.storage_shape[-1]
-    launch(runtime, "bitplane.cl", "bitplane_pack", defines, (rwp, pixels), None,
-           n, h, wd, c, kh, kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, rwp, x, patches)
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
     cw = rwp // runtime.params.words32
     if defines.get("ESPRESSO_AVX512", 0):
-        # The filters transposed (word k of 32 filters in a row), padded to 32 zero filters;
-        # once per weight tensor.
-        ocp = -(-oc // 32) * 32
-
-        def transposed():
-            wt = Tensor(runtime, (cw * ocp, 64), "bits")
-            launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, ocp), None,
-                   oc, kh * kw, c, w.storage_shape[-1], rwp, ocp, w, wt)
-            return wt
-
-        wt = w.derived(("bitplane_weights", rwp, ocp), transposed)
+        wt, ocp = _bitplane_transposed(w, rwp, defines)
         launch(runtime, "bitplane.cl", "bitplane_conv2d_avx512", defines, (ocp // 32, -(-pixels // 4)), (1, 1),
                pixels, oc, cw, ocp, patches, wt, out)
         return out
+    _, kh, kw, c = w.shape
     if kh * kw == 1:
         rows = w  # one tap: each filter already is one packed row
     else:
@@ -257,4 +286,35 @@ def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
         rows = w.derived(("bitplane_weights", rwp, 0), window_rows)
     launch(runtime, "bitplane.cl", "bitplane_conv2d", defines, *_grid(defines, pixels, oc),
            pixels, oc, cw, patches, rows, out)
+    return out
+
+
+def bitplane_conv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride: int,
+                              padding: str) -> Tensor:
+    """:func:`bitplane_conv2d`, then the folded batch-norm + sign of ``ops.threshold``, packed,
+    with the threshold in the convolution's launch (only where :func:`supports_bitplane_threshold`).
+
+    uint8 x (N, H, W, C), bits w (OC, KH, KW, C), int32 thresh and flip (OC,) -> bits
+    (N, OH, OW, OC): bit c of a pixel is ``acc <= thresh[c]`` where ``flip[c]`` else
+    ``acc >= thresh[c]``, acc the pixel's :func:`bitplane_conv2d` output.
+    """
+    _check_bitplane("bitplane_conv2d_threshold", x, w)
+    g = _geometry("bitplane_conv2d_threshold", x, w, stride, padding)
+    runtime = x.runtime
+    if not supports_bitplane_threshold(runtime):
+        raise ValueError(f"bitplane_conv2d_threshold needs the AVX-512 profile (ESPRESSO_AVX512); "
+                         f"{runtime.params.name!r} has none")
+    n = x.shape[0]
+    oc = w.shape[0]
+    if thresh.kind != "int32" or flip.kind != "int32" or thresh.shape != (oc,) or flip.shape != (oc,):
+        raise ValueError(f"bitplane_conv2d_threshold needs int32 thresh and flip of shape ({oc},), got "
+                         f"{thresh.kind} {thresh.shape} and {flip.kind} {flip.shape}")
+    pixels = n * g.oh * g.ow
+    defines = _tiles(runtime, "bitplane", pixels)
+    patches = _bitplane_patches(x, w, g, defines)
+    rwp = patches.storage_shape[-1]
+    wt, ocp = _bitplane_transposed(w, rwp, defines)
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "bits")
+    launch(runtime, "bitplane.cl", "bitplane_threshold_avx512", defines, (ocp // 32, -(-pixels // 4)), (1, 1),
+           pixels, oc, rwp // runtime.params.words32, ocp, out.storage_shape[-1], patches, wt, thresh, flip, out)
     return out
