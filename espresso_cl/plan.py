@@ -134,15 +134,14 @@ def compile_plan(runtime, layers, input_kind: str, mode: str) -> Plan:
                             shape=(layer.units, spec.shape[0]), segment=layer._weight_segment())
                 if spec.kind == "uint8" and ops.supports_bitplane_threshold(runtime) and _sign_follows(after):
                     # Bit-plane layer + [BatchNorm +] Sign: bitplane_pack + one launch (AVX-512).
-                    step, consumed = _bitplane_threshold(runtime, _bitplane_dense, w, layer, after)
+                    threshold, consumed = _folded_sign(runtime, layer, after)
+                    step = _bitplane_dense(w, threshold)
                 elif spec.kind == "uint8":
                     step = _bitplane_dense(w)
                 elif ops.supports_fused_threshold(runtime) and _sign_follows(after):
                     # GEMM + [BatchNorm +] Sign in one launch (CPU profiles).
-                    bn_layer = after[0] if isinstance(after[0], BatchNorm) else None
-                    t_thresh, t_flip, _ = _thresholds(runtime, layer.output_spec, bn_layer)
-                    step = _bgemm_threshold(w, t_thresh, t_flip)
-                    consumed = 3 if bn_layer is not None else 2
+                    threshold, consumed = _folded_sign(runtime, layer, after)
+                    step = _bgemm_threshold(w, *threshold)
                 else:
                     step = _bgemm(w)
             else:
@@ -158,7 +157,8 @@ def compile_plan(runtime, layers, input_kind: str, mode: str) -> Plan:
                 w = _upload(runtime, layer.params()["weight"], "bits",
                             shape=layer.param_shapes()["weight"])
                 if spec.kind == "uint8" and ops.supports_bitplane_threshold(runtime) and _sign_follows(after):
-                    step, consumed = _bitplane_threshold(runtime, _bitplane_conv, w, layer, after)
+                    threshold, consumed = _folded_sign(runtime, layer, after)
+                    step = _bitplane_conv(w, layer, threshold)
                 elif spec.kind == "uint8":
                     step = _conv(ops.bitplane_conv2d, w, layer, pad_value=None)
                 else:
@@ -247,7 +247,7 @@ def _fgemm(w: Tensor) -> Step:
     return lambda x: ops.fgemm(x, w)
 
 
-def _bitplane_dense(w: Tensor, layer=None, threshold: tuple = ()) -> Step:
+def _bitplane_dense(w: Tensor, threshold: tuple = ()) -> Step:
     """uint8 (N, F) x +-1 (units, F): the 1x1 case of the bit-plane convolution; with
     ``threshold`` (thresh, flip), the fused [BatchNorm +] Sign after it, packed."""
     units, f = w.shape
@@ -267,12 +267,12 @@ def _bitplane_conv(w: Tensor, layer, threshold: tuple) -> Step:
     return lambda x: ops.bitplane_conv2d_threshold(x, w, *threshold, layer.stride, layer.padding)
 
 
-def _bitplane_threshold(runtime, make, w: Tensor, layer, after) -> tuple[Step, int]:
-    """The bit-plane first layer with the [BatchNorm ->] Sign after it in its launch
-    (``ops.supports_bitplane_threshold``): (step, layers consumed)."""
+def _folded_sign(runtime, layer, after) -> tuple[tuple, int]:
+    """The [BatchNorm ->] Sign after ``layer`` as device thresholds (thresh, flip) for a fused
+    step, and how many layers that step consumes (``layer`` included)."""
     bn_layer = after[0] if isinstance(after[0], BatchNorm) else None
     t_thresh, t_flip, _ = _thresholds(runtime, layer.output_spec, bn_layer)
-    return make(w, layer, (t_thresh, t_flip)), 3 if bn_layer is not None else 2
+    return (t_thresh, t_flip), 3 if bn_layer is not None else 2
 
 
 def _conv(op, w: Tensor, layer, pad_value) -> Step:

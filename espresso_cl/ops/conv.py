@@ -15,6 +15,7 @@ import operator
 from ..geometry import ConvGeometry
 from ..tensor import Tensor
 from .launch import launch
+from .pack import check_thresholds
 
 PAD_VALUES = ("zero", "one")
 PLANES = 8  # bit-planes of a uint8 pixel
@@ -306,9 +307,7 @@ def bitplane_conv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor
                          f"{runtime.params.name!r} has none")
     n = x.shape[0]
     oc = w.shape[0]
-    if thresh.kind != "int32" or flip.kind != "int32" or thresh.shape != (oc,) or flip.shape != (oc,):
-        raise ValueError(f"bitplane_conv2d_threshold needs int32 thresh and flip of shape ({oc},), got "
-                         f"{thresh.kind} {thresh.shape} and {flip.kind} {flip.shape}")
+    check_thresholds("bitplane_conv2d_threshold", thresh, flip, oc)
     pixels = n * g.oh * g.ow
     defines = _tiles(runtime, "bitplane", pixels)
     patches = _bitplane_patches(x, w, g, defines)

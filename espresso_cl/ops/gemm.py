@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..tensor import Tensor
 from .launch import launch
+from .pack import check_thresholds
 
 
 def _grid(params: dict, m: int, n: int):
@@ -79,9 +80,7 @@ def bgemm_threshold(a: Tensor, b: Tensor, thresh: Tensor, flip: Tensor) -> Tenso
         raise ValueError(f"bgemm_threshold needs a CPU profile (XNOR_BLOCK); "
                          f"{runtime.params.name!r} has none")
     (m, k), n = a.shape, b.shape[0]
-    if thresh.kind != "int32" or flip.kind != "int32" or thresh.shape != (n,) or flip.shape != (n,):
-        raise ValueError(f"bgemm_threshold needs int32 thresh and flip of shape ({n},), got "
-                         f"{thresh.kind} {thresh.shape} and {flip.kind} {flip.shape}")
+    check_thresholds("bgemm_threshold", thresh, flip, n)
     words32 = a.storage_shape[1]
     span = runtime.params.words32
     defines = _bgemm_defines(runtime, m, n, fused=True)

@@ -30,6 +30,13 @@ def unpack_sign(bits: Tensor) -> Tensor:
     return out
 
 
+def check_thresholds(what: str, thresh: Tensor, flip: Tensor, channels: int) -> None:
+    """The folded batch-norm + sign parameters of a fused op: int32 (channels,) each."""
+    if thresh.kind != "int32" or flip.kind != "int32" or thresh.shape != (channels,) or flip.shape != (channels,):
+        raise ValueError(f"{what} needs int32 thresh and flip of shape ({channels},), got "
+                         f"{thresh.kind} {thresh.shape} and {flip.kind} {flip.shape}")
+
+
 def threshold(acc: Tensor, thresh: Tensor, flip: Tensor, packed: bool = True) -> Tensor:
     """Accumulators (..., C) (int32, or float32 in float mode) -> sign by per-channel threshold.
 
