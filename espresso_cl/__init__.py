@@ -1,16 +1,40 @@
-"""espresso_cl: fast forward propagation of binary neural networks in OpenCL."""
+"""espresso_cl: fast forward propagation of binary neural networks in OpenCL.
 
-from . import layers
-from .layers import (BatchNorm, BinaryConv2D, BinaryDense, Conv2D, Dense, Flatten, MaxPool2D,
-                     ShapeError, Sign, Softmax)
-from .model import Sequential
-from .runtime import DeviceError, KernelBuildError, get_runtime, select_device
-from .tensor import Tensor
+The names that need OpenCL (``Sequential``, ``Tensor``, ``get_runtime``, ...) load on first
+use, so that ``espresso_cl.reference``, ``espresso_cl.tuning`` and the layer definitions import
+without pyopencl, and importing the package touches no OpenCL state.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BatchNorm", "BinaryConv2D", "BinaryDense", "Conv2D", "Dense", "DeviceError", "Flatten",
-    "KernelBuildError", "MaxPool2D", "Sequential", "ShapeError", "Sign", "Softmax", "Tensor",
-    "get_runtime", "layers", "select_device",
-]
+# name -> module that defines it
+_EXPORTS = {
+    "BatchNorm": "layers", "BinaryConv2D": "layers", "BinaryDense": "layers", "Conv2D": "layers",
+    "Dense": "layers", "Flatten": "layers", "MaxPool2D": "layers", "ShapeError": "layers",
+    "Sign": "layers", "Softmax": "layers",
+    "Sequential": "model",
+    "DeviceError": "device", "select_device": "device",
+    "KernelBuildError": "build",
+    "get_runtime": "runtime",
+    "Tensor": "tensor",
+}
+
+__all__ = sorted(_EXPORTS) + ["layers"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name == "layers":
+        return importlib.import_module(".layers", __name__)
+    raise AttributeError(f"module 'espresso_cl' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

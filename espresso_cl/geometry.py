@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .intmath import ceil_div
+
 PADDINGS = ("same", "valid")
 
 
@@ -35,7 +37,7 @@ class ConvGeometry:
             if h < kh or w < kw:
                 raise ValueError(f"a {kh}x{kw} window does not fit a {h}x{w} image without padding")
             return cls(h, w, kh, kw, stride, (h - kh) // stride + 1, (w - kw) // stride + 1, 0, 0)
-        oh, ow = -(-h // stride), -(-w // stride)
+        oh, ow = ceil_div(h, stride), ceil_div(w, stride)
         pad_h = max((oh - 1) * stride + kh - h, 0)
         pad_w = max((ow - 1) * stride + kw - w, 0)
         return cls(h, w, kh, kw, stride, oh, ow, pad_h // 2, pad_w // 2)

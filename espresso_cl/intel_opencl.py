@@ -6,7 +6,7 @@ in the environment's ``lib/`` folder but register it with no ICD loader: the ``.
 ship names a placeholder path (``/opt/anaconda1anaconda2anaconda3``) that only conda rewrites.
 
 :func:`register` does that registration, once per process, before the first platform query
-(``espresso_cl.runtime`` calls it on import):
+(``espresso_cl.device`` calls it before its first platform query):
 
 1. it finds ``libintelocl.so`` through the installed distribution's file list;
 2. it writes a vendors folder under the user cache (``~/.cache/espresso_cl/opencl-vendors-*``)
@@ -45,7 +45,9 @@ import tempfile
 import threading
 from pathlib import Path
 
-SWITCH_ENV_VAR = "ESPRESSO_INTEL_OPENCL"
+from . import settings
+
+SWITCH_ENV_VAR = settings.INTEL_OPENCL
 VENDORS_ENV_VAR = "OCL_ICD_VENDORS"
 DEFAULT_VENDOR_PATH = "/etc/OpenCL/vendors"
 LIBRARY = "libintelocl.so"
@@ -61,7 +63,7 @@ _lock = threading.Lock()
 
 
 def disabled(environ=os.environ) -> bool:
-    return environ.get(SWITCH_ENV_VAR, "").strip().lower() in ("0", "off", "false", "no")
+    return settings.intel_registration_off(environ)
 
 
 def _installed_files(distribution: str, names) -> dict:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .intmath import ceil_div
+
 WORD_BITS = 32
 ROW_ALIGN_BITS = 64  # rows pad to whole 64-bit words so CPUs may read them as ulong
 
@@ -10,7 +12,7 @@ def packed_words(channels: int) -> int:
     """32-bit words in one packed row of ``channels`` bits (always even: 64-bit aligned)."""
     if channels < 1:
         raise ValueError(f"a packed row needs at least one channel, got {channels}")
-    return -(-channels // ROW_ALIGN_BITS) * (ROW_ALIGN_BITS // WORD_BITS)
+    return ceil_div(channels, ROW_ALIGN_BITS) * (ROW_ALIGN_BITS // WORD_BITS)
 
 
 def row_words(channels: int, segment: int | None = None) -> int:

@@ -11,14 +11,13 @@ that was about 35 ms, as long as the GEMM itself. Two remedies:
 - **Huge pages.** A new PoCL buffer of 4 MiB or more is advised ``MADV_HUGEPAGE`` (as NumPy
   does for its arrays). That took the first write of those 64 MiB to about 9 ms.
 
-The pool is off under Oclgrind: a reused buffer holds the last tensor's values, which would
-hide an uninitialized read from its checker.
+Whether to reuse, to advise huge pages, or (Oclgrind) to never release a buffer are the
+device's quirks (:data:`espresso_cl.device.QUIRKS`).
 """
 
 from __future__ import annotations
 
 import ctypes
-import sys
 import threading
 from collections import defaultdict
 
@@ -55,17 +54,19 @@ class BufferPool:
     """Uninitialised read-write buffers of one context, reused by exact byte size."""
 
     def __init__(self, context: cl.Context, queue: cl.CommandQueue, reuse: bool, huge_pages: bool,
-                 limit_bytes: int = POOL_LIMIT_BYTES):
+                 limit_bytes: int = POOL_LIMIT_BYTES, keep_released: bool = False):
         self.context, self.queue = context, queue
         self.reuse, self.huge_pages, self.limit_bytes = reuse, huge_pages, limit_bytes
         self._idle: dict[int, list] = defaultdict(list)
         self._idle_bytes = 0
         self._lock = threading.Lock()
+        # Every buffer ever made, when the device must never see one released (Oclgrind).
+        self._kept = [] if keep_released else None
 
     @classmethod
-    def for_device(cls, context: cl.Context, queue: cl.CommandQueue, kind: str, pocl: bool) -> "BufferPool":
-        return cls(context, queue, reuse=kind in ("cpu", "gpu"),
-                   huge_pages=pocl and kind == "cpu" and sys.platform.startswith("linux"))
+    def for_quirks(cls, context: cl.Context, queue: cl.CommandQueue, quirks) -> "BufferPool":
+        return cls(context, queue, reuse=quirks.reuse_buffers, huge_pages=quirks.huge_pages,
+                   keep_released=quirks.keep_released_buffers)
 
     @property
     def idle_bytes(self) -> int:
@@ -81,6 +82,16 @@ class BufferPool:
         buffer = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, nbytes)
         if self.huge_pages and nbytes >= HUGE_PAGE_BYTES:
             _advise_huge_pages(self.queue, buffer, nbytes)
+        return self._keep(buffer)
+
+    def upload(self, array: np.ndarray) -> cl.Buffer:
+        """A new buffer holding a copy of ``array`` (contiguous)."""
+        return self._keep(cl.Buffer(self.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
+                                    hostbuf=array))
+
+    def _keep(self, buffer: cl.Buffer) -> cl.Buffer:
+        if self._kept is not None:
+            self._kept.append(buffer)
         return buffer
 
     def give(self, buffer: cl.Buffer, nbytes: int) -> None:

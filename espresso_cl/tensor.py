@@ -69,9 +69,7 @@ class Tensor:
         if expected != array.shape:
             raise ValueError(f"{kind} tensor of shape {shape} needs storage {expected}, "
                              f"got an array of shape {array.shape}")
-        buffer = cl.Buffer(runtime.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
-                           hostbuf=array)
-        return cls(runtime, shape, kind, buffer, segment)
+        return cls(runtime, shape, kind, runtime.buffers.upload(array), segment)
 
     def numpy(self) -> np.ndarray:
         """Download; bits come back packed (use ``reference.unpack_bits`` for +-1 values)."""

@@ -10,24 +10,12 @@
  * few channels (3 for RGB), so packing per pixel would leave most of every word empty.
  */
 #include "common.h"
-#include "xnor_cpu.h"
+#include "tiles.h"
 
-#ifndef TP
-#define TP 4            /* output pixels per work-item (register block) */
-#endif
-#ifndef TOC
-#define TOC 4           /* output channels per work-item */
-#endif
-#ifndef WG_P
-#define WG_P 8
-#endif
-#ifndef WG_OC
-#define WG_OC 8
+#ifndef PLANES
+#error "PLANES (bit-planes of a pixel) is set by the host: espresso_cl/ops/conv.py"
 #endif
 
-#define BP (WG_P * TP)
-#define BOC (WG_OC * TOC)
-#define PLANES 8
 
 /* x: N x H x W x C uint8 -> patches: N * OH * OW output pixels of RWP * PLANES 32-bit words.
  * Plane p of a window is packed like activations (bit t of the row = bit p of window value t,
@@ -98,185 +86,66 @@ __kernel void bitplane_weights(const int OC, const int TAPS, const int C, const 
 /* patches: NP rows of CW * PLANES words (bitplane_pack), wp: OC rows of CW words
  * (bitplane_weights, or the weights themselves for a 1x1 window) -> out: NP x OC int32.
  * bgemm.cl's tiling with PLANES rows per pixel: each weight word loaded serves all of them.
- * Launch: global (ceil(OC / BOC) * WG_OC, ceil(NP / BP) * WG_P), local (WG_OC, WG_P); work-item
- * (tx, ty) owns pixels bp + ty + i * WG_P and channels boc + tx + j * WG_OC. */
-__kernel __attribute__((reqd_work_group_size(WG_OC, WG_P, 1)))
+ * Launch: global (ceil(OC / BN) * WG_N, ceil(NP / BM) * WG_M), local (WG_N, WG_M); work-item
+ * (tx, ty) owns pixels bp + ty + i * WG_M and channels boc + tx + j * WG_N. */
+__kernel __attribute__((reqd_work_group_size(WG_N, WG_M, 1)))
 void bitplane_conv2d(const int NP, const int OC, const int CW,
                      __global const word_t *restrict patches,
                      __global const word_t *restrict wp,
                      __global int *restrict out)
 {
     const int tx = get_local_id(0), ty = get_local_id(1);
-    const int boc = get_group_id(0) * BOC, bp = get_group_id(1) * BP;
+    const int boc = get_group_id(0) * BN, bp = get_group_id(1) * BM;
 
     /* Rows past the edge read row NP-1 / OC-1 (in bounds); their results are not stored.
      * PoCL leaves the register-block loops rolled (acc in memory) unless told to unroll. */
-    const __global word_t *xr[TP];
+    const __global word_t *xr[TM];
     #pragma unroll
-    for (int i = 0; i < TP; ++i)
-        xr[i] = patches + (size_t)min(bp + ty + i * WG_P, NP - 1) * CW * PLANES;
-    const __global word_t *wrow[TOC];
+    for (int i = 0; i < TM; ++i)
+        xr[i] = patches + (size_t)min(bp + ty + i * WG_M, NP - 1) * CW * PLANES;
+    const __global word_t *wrow[TN];
     #pragma unroll
-    for (int j = 0; j < TOC; ++j)
-        wrow[j] = wp + (size_t)min(boc + tx + j * WG_OC, OC - 1) * CW;
+    for (int j = 0; j < TN; ++j)
+        wrow[j] = wp + (size_t)min(boc + tx + j * WG_N, OC - 1) * CW;
 
     /* acc: sum of 2^p * popcount(x_p & w); ones: sum of 2^p * popcount(x_p), shared by channels. */
-    int acc[TP][TOC], ones[TP];
+    int acc[TM][TN], ones[TM];
     #pragma unroll
-    for (int i = 0; i < TP; ++i) {
+    for (int i = 0; i < TM; ++i) {
         ones[i] = 0;
         #pragma unroll
-        for (int j = 0; j < TOC; ++j)
+        for (int j = 0; j < TN; ++j)
             acc[i][j] = 0;
     }
 
     for (int k = 0; k < CW; ++k) {
-        word_t b[TOC];
+        word_t b[TN];
         #pragma unroll
-        for (int j = 0; j < TOC; ++j) b[j] = wrow[j][k];
+        for (int j = 0; j < TN; ++j) b[j] = wrow[j][k];
         #pragma unroll
         for (int pl = 0; pl < PLANES; ++pl) {
-            word_t a[TP];
+            word_t a[TM];
             #pragma unroll
-            for (int i = 0; i < TP; ++i) {
+            for (int i = 0; i < TM; ++i) {
                 a[i] = xr[i][k * PLANES + pl];
                 ones[i] += POPC(a[i]) << pl;
             }
             #pragma unroll
-            for (int i = 0; i < TP; ++i)
+            for (int i = 0; i < TM; ++i)
                 #pragma unroll
-                for (int j = 0; j < TOC; ++j)
+                for (int j = 0; j < TN; ++j)
                     acc[i][j] += POPC(a[i] & b[j]) << pl;
         }
     }
 
     #pragma unroll
-    for (int i = 0; i < TP; ++i) {
-        const int p = bp + ty + i * WG_P;
+    for (int i = 0; i < TM; ++i) {
+        const int p = bp + ty + i * WG_M;
         #pragma unroll
-        for (int j = 0; j < TOC; ++j) {
-            const int oc = boc + tx + j * WG_OC;
+        for (int j = 0; j < TN; ++j) {
+            const int oc = boc + tx + j * WG_N;
             if (p < NP && oc < OC)
                 out[(size_t)p * OC + oc] = 2 * acc[i][j] - ones[i];
         }
     }
 }
-
-#if XNOR_CPU_AVX512
-/* x86-64 CPUs with AVX-512 VPOPCNTDQ (xnor_cpu.h): 8 channels per 512-bit vector. For each
- * pixel and plane, one word broadcast against the vectors of 8 filters' words:
- * acc += popcount(x_p & w) << p, 2 pixels x 32 channels of 64-bit lanes in registers (4 pixels
- * spill). x0, x1: 2 pixels' patch rows (CW * PLANES words each), wt: filters transposed,
- * CW x OCP words from channel oc0 on (OCP a multiple of 32, filters past OC all 0).
- * out: 2 x 32 ints of 2 * sum_p 2^p popcount(x_p & w) - sum_p 2^p popcount(x_p). */
-XNOR_CPU_TARGET void bitplane_tile_2x32(const __global ulong *x0, const __global ulong *x1,
-                                        const __global ulong *wt, const int OCP, const int CW,
-                                        __private int *out)
-{
-    const __global ulong *xr[2] = {x0, x1};
-    xnor_v8q s[2][4];
-    long ones[2];
-    _Pragma("unroll")
-    for (int i = 0; i < 2; ++i) {
-        ones[i] = 0;
-        _Pragma("unroll")
-        for (int j = 0; j < 4; ++j)
-            s[i][j] = (xnor_v8q){0, 0, 0, 0, 0, 0, 0, 0};
-    }
-    _Pragma("nounroll")
-    for (int k = 0; k < CW; ++k) {
-        xnor_v8q wv[4];
-        _Pragma("unroll")
-        for (int j = 0; j < 4; ++j)
-            wv[j] = XNOR_LOAD(wt + (size_t)k * OCP + 8 * j);
-        _Pragma("unroll")
-        for (int i = 0; i < 2; ++i) {
-            _Pragma("unroll")
-            for (int pl = 0; pl < PLANES; ++pl) {
-                const ulong v = xr[i][k * PLANES + pl];
-                ones[i] += (long)__builtin_popcountl(v) << pl;
-                const xnor_v8q bv = (xnor_v8q){(long)v, (long)v, (long)v, (long)v,
-                                               (long)v, (long)v, (long)v, (long)v};
-                _Pragma("unroll")
-                for (int j = 0; j < 4; ++j)
-                    s[i][j] += XNOR_POPC(bv & wv[j]) << pl;
-            }
-        }
-    }
-    _Pragma("unroll")
-    for (int i = 0; i < 2; ++i)
-        _Pragma("unroll")
-        for (int j = 0; j < 4; ++j)
-            _Pragma("unroll")
-            for (int l = 0; l < 8; ++l)
-                out[32 * i + 8 * j + l] = (int)(2 * s[i][j][l] - ones[i]);
-}
-
-/* patches as bitplane_conv2d, wt: CW x OCP words (bitplane_weights transposed) -> out: NP x OC.
- * Launch: global (OCP / 32, ceil(NP / 4)), local (1, 1): 4 pixels x 32 channels a work-item. */
-__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void bitplane_conv2d_avx512(const int NP, const int OC, const int CW, const int OCP,
-                            __global const word_t *restrict patches,
-                            __global const word_t *restrict wt,
-                            __global int *restrict out)
-{
-    const int bp = get_group_id(1) * 4, boc = get_group_id(0) * 32;
-    const size_t row = (size_t)CW * PLANES;
-    const int cols = min(OC - boc, 32);
-    int acc[2 * 32];
-    for (int p = bp; p < min(NP, bp + 4); p += 2) {
-        bitplane_tile_2x32(patches + (size_t)p * row, patches + (size_t)min(p + 1, NP - 1) * row,
-                           wt + boc, OCP, CW, acc);
-        for (int i = 0; i < min(NP - p, 2); ++i)
-            for (int j = 0; j < cols; ++j)
-                out[(size_t)(p + i) * OC + boc + j] = acc[32 * i + j];
-    }
-}
-
-/* bitplane_conv2d_avx512 followed by threshold_pack (kernels/pack.cl), in one launch: bit c of
- * an output pixel is flip[c] ? acc <= thresh[c] : acc >= thresh[c], packed as common.h says into
- * out, NP rows of RW 32-bit words (RW even). Each work-item owns word get_group_id(0) (channels
- * boc .. boc + 31) of its 4 pixels, and the last one (word OCP / 32 - 1) also the row's pad word
- * after it, written 0, so every word has exactly one writer. Each channel's test is one range,
- * lo[c] <= acc <= hi[c] (one side INT_MIN / INT_MAX), and channels past OC get an empty one, so
- * their bits are 0. Launch: global (OCP / 32, ceil(NP / 4)), local (1, 1). */
-__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void bitplane_threshold_avx512(const int NP, const int OC, const int CW, const int OCP, const int RW,
-                               __global const word_t *restrict patches,
-                               __global const word_t *restrict wt,
-                               __global const int *restrict thresh,
-                               __global const int *restrict flip,
-                               __global uint *restrict out)
-{
-    const int bp = get_group_id(1) * 4, word = get_group_id(0), boc = word * 32;
-    const size_t row = (size_t)CW * PLANES;
-    const int cols = min(OC - boc, 32);
-    int lo[32], hi[32];
-    for (int j = 0; j < 32; ++j) {
-        if (j < cols) {
-            const int t = thresh[boc + j], f = flip[boc + j] != 0;
-            lo[j] = f ? INT_MIN : t;
-            hi[j] = f ? t : INT_MAX;
-        } else {
-            lo[j] = INT_MAX;
-            hi[j] = INT_MIN;
-        }
-    }
-    const int last = word == OCP / 32 - 1;
-    int acc[2 * 32];
-    for (int p = bp; p < min(NP, bp + 4); p += 2) {
-        bitplane_tile_2x32(patches + (size_t)p * row, patches + (size_t)min(p + 1, NP - 1) * row,
-                           wt + boc, OCP, CW, acc);
-        for (int i = 0; i < min(NP - p, 2); ++i) {
-            uint bits = 0u;
-            for (int j = 0; j < 32; ++j)
-                bits |= (uint)(acc[32 * i + j] >= lo[j] && acc[32 * i + j] <= hi[j]) << j;
-            __global uint *o = out + (size_t)(p + i) * RW;
-            o[word] = bits;
-            if (last)
-                for (int w = word + 1; w < RW; ++w)
-                    o[w] = 0u;
-        }
-    }
-}
-#endif

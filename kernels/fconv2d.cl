@@ -9,77 +9,21 @@
  * floats with no bounds test (the launcher skips it when nothing is padded).
  *
  * KV > 1 (CPUs): as fgemm.cl, each window row and each filter row is contiguous, so the
- * work-item's TP x TOC dot products run on float vectors of KV lanes along the row (AVX2 FMAs
+ * work-item's TM x TN dot products run on float vectors of KV lanes along the row (AVX2 FMAs
  * with KV = 8 on PoCL), the last RUN % KV products of each row one by one. Products are
  * written a * b + c (clang contracts them to FMAs; PoCL does not inline mad() or min()).
- * ESPRESSO_AVX512 (the "cpu-avx512" profile): one call of float_cpu.h's AVX-512 TP x 6 tile
- * (TOC = 6, TP <= 4) with the KH window rows as its segments.
+ * ESPRESSO_AVX512 (the "cpu-avx512" profile): one call of float_cpu.h's AVX-512 TM x 6 tile
+ * (TN = 6, TM <= 4) with the KH window rows as its segments.
  */
+#include "tiles.h"
+#include "float_kv.h"
 #include "float_cpu.h"
 
-#ifndef TP
-#define TP 4
-#endif
-#ifndef TOC
-#define TOC 4
-#endif
-#ifndef WG_P
-#define WG_P 8
-#endif
-#ifndef WG_OC
-#define WG_OC 8
-#endif
-#ifndef USE_LOCAL
-#define USE_LOCAL 0
-#endif
-#ifndef TK
-#define TK 16
+
+#if FLOAT_CPU_AVX512 && !USE_LOCAL && (TN != FLOAT_CPU_COLS || TM > 4)
+#error "the AVX-512 tile is TM x 6 with TM <= 4"
 #endif
 
-#ifndef KV
-#define KV 1
-#endif
-
-#define BP (WG_P * TP)
-#define BOC (WG_OC * TOC)
-#define TK_PAD (TK + 1)
-
-#if FLOAT_CPU_AVX512 && !USE_LOCAL && (TOC != FLOAT_CPU_COLS || TP > 4)
-#error "the AVX-512 tile is TP x 6 with TP <= 4"
-#endif
-
-#if KV > 1
-#if USE_LOCAL
-#error "KV > 1 is the global-memory (CPU) loop: use it with USE_LOCAL 0"
-#endif
-#if KV == 4
-typedef float4 fconv_vec;
-#elif KV == 8
-typedef float8 fconv_vec;
-#else
-#error "KV must be 1, 4 or 8"
-#endif
-#if defined(__clang__)
-/* The same vector at 4-byte alignment (rows start anywhere): one unaligned vector load. */
-typedef fconv_vec fconv_uvec __attribute__((aligned(4)));
-#define FCONV_LOAD(p) (*(const __global fconv_uvec *)(p))
-#elif KV == 4
-#define FCONV_LOAD(p) vload4(0, p)
-#else
-#define FCONV_LOAD(p) vload8(0, p)
-#endif
-
-static inline float fconv_hsum(const fconv_vec v)
-{
-#if KV == 8
-    const float4 q = v.lo + v.hi;
-#else
-    const float4 q = v;
-#endif
-    const float2 h = q.lo + q.hi;
-    return h.x + h.y;
-}
-#endif
 
 /* x: N x H x W x C -> framed: N x XH x XW x C, frame pixel (fy, fx) being image pixel
  * (fy - pad_top, fx - pad_left), or a padded pixel of 1.0 (one_pad) or 0.0.
@@ -119,9 +63,9 @@ __kernel void fconv2d_pad(const int N, const int H, const int W, const int C,
 }
 
 /* framed: N x XH x XW x C (fconv2d_pad's frame, or x itself when unpadded).
- * Launch: global (ceil(OC / BOC) * WG_OC, ceil(NP / BP) * WG_P), local (WG_OC, WG_P),
- * NP = N * OH * OW; work-item (tx, ty) owns pixels bp + ty + i * WG_P, channels boc + tx + j * WG_OC. */
-__kernel __attribute__((reqd_work_group_size(WG_OC, WG_P, 1)))
+ * Launch: global (ceil(OC / BN) * WG_N, ceil(NP / BM) * WG_M), local (WG_N, WG_M),
+ * NP = N * OH * OW; work-item (tx, ty) owns pixels bp + ty + i * WG_M, channels boc + tx + j * WG_N. */
+__kernel __attribute__((reqd_work_group_size(WG_N, WG_M, 1)))
 void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
              const int OH, const int OW, const int stride, const int XH, const int XW,
              __global const float *restrict framed,
@@ -129,102 +73,102 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
              __global float *restrict out)
 {
     const int tx = get_local_id(0), ty = get_local_id(1);
-    const int boc = get_group_id(0) * BOC, bp = get_group_id(1) * BP;
+    const int boc = get_group_id(0) * BN, bp = get_group_id(1) * BM;
     const int NP = N * OH * OW, RUN = KW * C, KQ = KH * RUN;
     const size_t ROW = (size_t)XW * C;
 
     /* PoCL leaves the register-block loops rolled (acc in memory) unless told to unroll. */
-    size_t start[TP];
+    size_t start[TM];
     #pragma unroll
-    for (int i = 0; i < TP; ++i) {
-        const int p = bp + ty + i * WG_P < NP ? bp + ty + i * WG_P : NP - 1;
+    for (int i = 0; i < TM; ++i) {
+        const int p = bp + ty + i * WG_M < NP ? bp + ty + i * WG_M : NP - 1;
         const int n = p / (OH * OW), r = p - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
         start[i] = ((size_t)n * XH + oy * stride) * ROW + (size_t)ox * stride * C;
     }
 
-    float acc[TP][TOC];
+    float acc[TM][TN];
     #pragma unroll
-    for (int i = 0; i < TP; ++i)
+    for (int i = 0; i < TM; ++i)
         #pragma unroll
-        for (int j = 0; j < TOC; ++j)
+        for (int j = 0; j < TN; ++j)
             acc[i][j] = 0.0f;
 
 #if USE_LOCAL
-    __local float As[BP][TK_PAD];
-    __local float Bs[BOC][TK_PAD];
-    __local size_t lstart[BP];
+    __local float As[BM][TK_PAD];
+    __local float Bs[BN][TK_PAD];
+    __local size_t lstart[BM];
     if (tx == 0)
-        for (int i = 0; i < TP; ++i)
-            lstart[ty + i * WG_P] = start[i];
+        for (int i = 0; i < TM; ++i)
+            lstart[ty + i * WG_M] = start[i];
     barrier(CLK_LOCAL_MEM_FENCE);
-    const int lid = ty * WG_OC + tx;
+    const int lid = ty * WG_N + tx;
     for (int q0 = 0; q0 < KQ; q0 += TK) {
-        for (int idx = lid; idx < BP * TK; idx += WG_P * WG_OC) {
+        for (int idx = lid; idx < BM * TK; idx += WG_M * WG_N) {
             const int r = idx / TK, c = idx % TK, q = q0 + c, ky = q / RUN;
             As[r][c] = q < KQ ? framed[lstart[r] + ky * ROW + (q - ky * RUN)] : 0.0f;
         }
-        for (int idx = lid; idx < BOC * TK; idx += WG_P * WG_OC) {
+        for (int idx = lid; idx < BN * TK; idx += WG_M * WG_N) {
             const int r = idx / TK, c = idx % TK, q = q0 + c, oc = boc + r;
             Bs[r][c] = (oc < OC && q < KQ) ? w[(size_t)oc * KQ + q] : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int kk = 0; kk < TK; ++kk) {
-            float a[TP], b[TOC];
+            float a[TM], b[TN];
             #pragma unroll
-            for (int i = 0; i < TP; ++i) a[i] = As[ty + i * WG_P][kk];
+            for (int i = 0; i < TM; ++i) a[i] = As[ty + i * WG_M][kk];
             #pragma unroll
-            for (int j = 0; j < TOC; ++j) b[j] = Bs[tx + j * WG_OC][kk];
+            for (int j = 0; j < TN; ++j) b[j] = Bs[tx + j * WG_N][kk];
             #pragma unroll
-            for (int i = 0; i < TP; ++i)
+            for (int i = 0; i < TM; ++i)
                 #pragma unroll
-                for (int j = 0; j < TOC; ++j)
+                for (int j = 0; j < TN; ++j)
                     acc[i][j] += a[i] * b[j];
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 #else
-    const __global float *wrow[TOC];
+    const __global float *wrow[TN];
     #pragma unroll
-    for (int j = 0; j < TOC; ++j) {
-        const int oc = boc + tx + j * WG_OC;
+    for (int j = 0; j < TN; ++j) {
+        const int oc = boc + tx + j * WG_N;
         wrow[j] = w + (size_t)(oc < OC ? oc : OC - 1) * KQ;
     }
 #if FLOAT_CPU_AVX512
-    const __global float *xr[TP];
+    const __global float *xr[TM];
     #pragma unroll
-    for (int i = 0; i < TP; ++i) xr[i] = framed + start[i];
-    float tile[TP * TOC];
-    FLOAT_TILE_CALL(TP)(xr, wrow, KH, RUN, (int)ROW, RUN, tile);
+    for (int i = 0; i < TM; ++i) xr[i] = framed + start[i];
+    float tile[TM * TN];
+    FLOAT_TILE_CALL(TM)(xr, wrow, KH, RUN, (int)ROW, RUN, tile);
     #pragma unroll
-    for (int i = 0; i < TP; ++i)
+    for (int i = 0; i < TM; ++i)
         #pragma unroll
-        for (int j = 0; j < TOC; ++j)
-            acc[i][j] = tile[i * TOC + j];
+        for (int j = 0; j < TN; ++j)
+            acc[i][j] = tile[i * TN + j];
 #else
 #if KV > 1
-    fconv_vec vacc[TP][TOC];
+    fkv_vec vacc[TM][TN];
     #pragma unroll
-    for (int i = 0; i < TP; ++i)
+    for (int i = 0; i < TM; ++i)
         #pragma unroll
-        for (int j = 0; j < TOC; ++j)
-            vacc[i][j] = (fconv_vec)(0.0f);
+        for (int j = 0; j < TN; ++j)
+            vacc[i][j] = (fkv_vec)(0.0f);
     const int RB = RUN - RUN % KV;
 #endif
     for (int ky = 0; ky < KH; ++ky) {
-        const __global float *xr[TP];
+        const __global float *xr[TM];
         #pragma unroll
-        for (int i = 0; i < TP; ++i) xr[i] = framed + start[i] + ky * ROW;
+        for (int i = 0; i < TM; ++i) xr[i] = framed + start[i] + ky * ROW;
         const int wq = ky * RUN;
 #if KV > 1
         for (int q = 0; q < RB; q += KV) {
-            fconv_vec a[TP];
+            fkv_vec a[TM];
             #pragma unroll
-            for (int i = 0; i < TP; ++i) a[i] = FCONV_LOAD(xr[i] + q);
+            for (int i = 0; i < TM; ++i) a[i] = FKV_LOAD(xr[i] + q);
             #pragma unroll
-            for (int j = 0; j < TOC; ++j) {
-                const fconv_vec b = FCONV_LOAD(wrow[j] + wq + q);
+            for (int j = 0; j < TN; ++j) {
+                const fkv_vec b = FKV_LOAD(wrow[j] + wq + q);
                 #pragma unroll
-                for (int i = 0; i < TP; ++i)
+                for (int i = 0; i < TM; ++i)
                     vacc[i][j] += a[i] * b;
             }
         }
@@ -232,34 +176,34 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
 #else
         for (int q = 0; q < RUN; ++q) {
 #endif
-            float a[TP], b[TOC];
+            float a[TM], b[TN];
             #pragma unroll
-            for (int i = 0; i < TP; ++i) a[i] = xr[i][q];
+            for (int i = 0; i < TM; ++i) a[i] = xr[i][q];
             #pragma unroll
-            for (int j = 0; j < TOC; ++j) b[j] = wrow[j][wq + q];
+            for (int j = 0; j < TN; ++j) b[j] = wrow[j][wq + q];
             #pragma unroll
-            for (int i = 0; i < TP; ++i)
+            for (int i = 0; i < TM; ++i)
                 #pragma unroll
-                for (int j = 0; j < TOC; ++j)
+                for (int j = 0; j < TN; ++j)
                     acc[i][j] += a[i] * b[j];
         }
     }
 #if KV > 1
     #pragma unroll
-    for (int i = 0; i < TP; ++i)
+    for (int i = 0; i < TM; ++i)
         #pragma unroll
-        for (int j = 0; j < TOC; ++j)
-            acc[i][j] += fconv_hsum(vacc[i][j]);
+        for (int j = 0; j < TN; ++j)
+            acc[i][j] += fkv_hsum(vacc[i][j]);
 #endif
 #endif /* FLOAT_CPU_AVX512 */
 #endif /* USE_LOCAL */
 
     #pragma unroll
-    for (int i = 0; i < TP; ++i) {
-        const int p = bp + ty + i * WG_P;
+    for (int i = 0; i < TM; ++i) {
+        const int p = bp + ty + i * WG_M;
         #pragma unroll
-        for (int j = 0; j < TOC; ++j) {
-            const int oc = boc + tx + j * WG_OC;
+        for (int j = 0; j < TN; ++j) {
+            const int oc = boc + tx + j * WG_N;
             if (p < NP && oc < OC)
                 out[(size_t)p * OC + oc] = acc[i][j];
         }

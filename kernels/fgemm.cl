@@ -18,71 +18,15 @@
  * PoCL 3.0 does not inline builtins such as mad() or min() (each is a function call), so the
  * products are written a * b + c, which clang contracts to an FMA, and bounds use ?:.
  */
+#include "tiles.h"
+#include "float_kv.h"
 #include "float_cpu.h"
 
-#ifndef TM
-#define TM 4
-#endif
-#ifndef TN
-#define TN 4
-#endif
-#ifndef WG_M
-#define WG_M 8
-#endif
-#ifndef WG_N
-#define WG_N 8
-#endif
-#ifndef USE_LOCAL
-#define USE_LOCAL 0
-#endif
-#ifndef TK
-#define TK 16
-#endif
-#ifndef KV
-#define KV 1
-#endif
-
-#define BM (WG_M * TM)
-#define BN (WG_N * TN)
-#define TK_PAD (TK + 1)
 
 #if FLOAT_CPU_AVX512 && !USE_LOCAL && (TN != FLOAT_CPU_COLS || TM > 4)
 #error "the AVX-512 tile is TM x 6 with TM <= 4"
 #endif
 
-#if KV > 1
-#if USE_LOCAL
-#error "KV > 1 is the global-memory (CPU) loop: use it with USE_LOCAL 0"
-#endif
-#if KV == 4
-typedef float4 fgemm_vec;
-#elif KV == 8
-typedef float8 fgemm_vec;
-#else
-#error "KV must be 1, 4 or 8"
-#endif
-#if defined(__clang__)
-/* The same vector at 4-byte alignment: rows of K % KV != 0 floats start anywhere, and clang
- * turns this load into one unaligned vector load where vloadn would be a call on PoCL. */
-typedef fgemm_vec fgemm_uvec __attribute__((aligned(4)));
-#define FGEMM_LOAD(p) (*(const __global fgemm_uvec *)(p))
-#elif KV == 4
-#define FGEMM_LOAD(p) vload4(0, p)
-#else
-#define FGEMM_LOAD(p) vload8(0, p)
-#endif
-
-static inline float fgemm_hsum(const fgemm_vec v)
-{
-#if KV == 8
-    const float4 q = v.lo + v.hi;
-#else
-    const float4 q = v;
-#endif
-    const float2 h = q.lo + q.hi;
-    return h.x + h.y;
-}
-#endif
 
 __kernel __attribute__((reqd_work_group_size(WG_N, WG_M, 1)))
 void fgemm(const int M, const int N, const int K,
@@ -153,20 +97,20 @@ void fgemm(const int M, const int N, const int K,
             acc[i][j] = tile[i * TN + j];
 #else
 #if KV > 1
-    fgemm_vec vacc[TM][TN];
+    fkv_vec vacc[TM][TN];
     #pragma unroll
     for (int i = 0; i < TM; ++i)
         #pragma unroll
         for (int j = 0; j < TN; ++j)
-            vacc[i][j] = (fgemm_vec)(0.0f);
+            vacc[i][j] = (fkv_vec)(0.0f);
     const int KB = K - K % KV;
     for (int k = 0; k < KB; k += KV) {
-        fgemm_vec a[TM];
+        fkv_vec a[TM];
         #pragma unroll
-        for (int i = 0; i < TM; ++i) a[i] = FGEMM_LOAD(arow[i] + k);
+        for (int i = 0; i < TM; ++i) a[i] = FKV_LOAD(arow[i] + k);
         #pragma unroll
         for (int j = 0; j < TN; ++j) {
-            const fgemm_vec b = FGEMM_LOAD(brow[j] + k);
+            const fkv_vec b = FKV_LOAD(brow[j] + k);
             #pragma unroll
             for (int i = 0; i < TM; ++i)
                 vacc[i][j] += a[i] * b;
@@ -176,7 +120,7 @@ void fgemm(const int M, const int N, const int K,
     for (int i = 0; i < TM; ++i)
         #pragma unroll
         for (int j = 0; j < TN; ++j)
-            acc[i][j] = fgemm_hsum(vacc[i][j]);
+            acc[i][j] = fkv_hsum(vacc[i][j]);
     for (int k = KB; k < K; ++k) {
 #else
     for (int k = 0; k < K; ++k) {

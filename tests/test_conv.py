@@ -10,7 +10,7 @@ tiles and the CPU's 64-bit words both meet every shape.
 import numpy as np
 import pytest
 
-from espresso_cl import Tensor, ops, reference
+from espresso_cl import Tensor, ops, reference, registry
 
 # (N, H, W, C, OC, KH, KW, stride, padding): channel counts on both sides of 32 and 64 and
 # none a multiple of them but one, odd OC, batch 1 and odd batches, H != W, 1x1 to 5x5 kernels
@@ -214,8 +214,8 @@ BITPLANE_THRESHOLD_CASES = [
 
 
 def _skip_unless_bitplane_threshold(runtime):
-    if not ops.supports_bitplane_threshold(runtime):
-        pytest.skip(f"profile {runtime.params.name}: no ESPRESSO_AVX512, so no fused bit-plane threshold")
+    if not registry.can_run("bitplane_conv2d_threshold", runtime.profile):
+        pytest.skip(f"profile {runtime.profile.name}: no AVX-512 kernels, so no fused bit-plane threshold")
 
 
 def _check_bitplane_threshold(runtime, x, w, thresh, flip, stride, padding):
@@ -263,10 +263,10 @@ def test_bitplane_conv2d_threshold_needs_its_profile(runtime, rng):
     x = Tensor.from_numpy(runtime, _uint8(rng, (1, 1, 1, 10)), "uint8")
     w = _bits(runtime, _pm1(rng, (5, 1, 1, 10)))
     t = Tensor.from_numpy(runtime, np.zeros(5, np.int32), "int32")
-    if ops.supports_bitplane_threshold(runtime):
+    if registry.can_run("bitplane_conv2d_threshold", runtime.profile):
         with pytest.raises(ValueError, match="thresh and flip of shape"):
             ops.bitplane_conv2d_threshold(x, w, t, Tensor.from_numpy(runtime, np.zeros(4, np.int32), "int32"),
                                           1, "valid")
     else:
-        with pytest.raises(ValueError, match="ESPRESSO_AVX512"):
+        with pytest.raises(ValueError, match="AVX-512 profile"):
             ops.bitplane_conv2d_threshold(x, w, t, t, 1, "valid")

@@ -9,7 +9,7 @@ and exactly where every partial sum is a small integer (+-1 inputs).
 import numpy as np
 import pytest
 
-from espresso_cl import ops, reference
+from espresso_cl import ops, reference, registry
 from espresso_cl.tensor import Tensor
 
 # (M, N, K): batch 1 and odd, edges of every profile's tiles (BM = BN = 64 on the GPU profile),
@@ -103,7 +103,7 @@ def test_bgemm_blocks(profiled_runtime, rng, m, n, k):
 def test_bgemm_long_rows_with_every_bit_different(profiled_runtime):
     # 130 words per row, every bit of a row against its opposite: the AVX2 kernel's byte counters
     # gain 8 per 4-word step and must be emptied before they pass 255 (31 steps, 124 words).
-    if profiled_runtime.kind == "oclgrind" and not profiled_runtime.params.defines("bgemm").get("XNOR_BLOCK"):
+    if profiled_runtime.kind == "oclgrind" and registry.select("bgemm", profiled_runtime.profile).grid is registry.tiles_grid:
         pytest.skip("the CPU kernels' long-K case; local-memory tiles over 130 words take minutes on Oclgrind")
     k = 64 * 130 - 3
     a = np.stack([np.ones(k, np.int8), -np.ones(k, np.int8), np.ones(k, np.int8)])
@@ -174,8 +174,8 @@ THRESHOLD_SHAPES = [
 
 
 def _skip_unless_fused(runtime):
-    if not ops.supports_fused_threshold(runtime):
-        pytest.skip(f"profile {runtime.params.name}: bgemm has no XNOR_BLOCK, so no fused threshold")
+    if not registry.can_run("bgemm_threshold", runtime.profile):
+        pytest.skip(f"profile {runtime.profile.name}: its GEMM runs no CPU blocks, so no fused threshold")
 
 
 def _threshold_case(rng, acc, k):
@@ -240,15 +240,15 @@ def test_bgemm_threshold_segmented_rows(profiled_runtime, rng):
 
 
 def test_bgemm_threshold_needs_a_cpu_profile(runtime, rng):
-    from espresso_cl.params import PROFILES
     from espresso_cl.runtime import Runtime
+    from espresso_cl.tuning import PROFILES
 
-    generic = Runtime(runtime.device, params=PROFILES["generic"])
-    assert not ops.supports_fused_threshold(generic)
-    assert ops.supports_fused_threshold(Runtime(runtime.device, params=PROFILES["cpu"]))
+    generic = Runtime(runtime.device, profile=PROFILES["generic"])
+    assert not registry.can_run("bgemm_threshold", generic.profile)
+    assert registry.can_run("bgemm_threshold", PROFILES["cpu"])
     a, b = _pm1(rng, (1, 10)), _pm1(rng, (3, 10))
     zeros = Tensor.from_numpy(generic, np.zeros(3, np.int32), "int32")
-    with pytest.raises(ValueError, match="XNOR_BLOCK"):
+    with pytest.raises(ValueError, match="CPU blocks"):
         ops.bgemm_threshold(_bits(generic, a), _bits(generic, b), zeros, zeros)
 
 

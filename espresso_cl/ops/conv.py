@@ -1,24 +1,30 @@
-"""Launchers of kernels/bconv2d.cl, kernels/fconv2d.cl and kernels/bitplane.cl.
+"""Launchers of the convolution kernels: kernels/bconv2d*.cl, kernels/fconv2d.cl, kernels/bitplane*.cl.
 
 The direct binary and float convolutions run in two steps: the image is copied into the frame
 its windows cover, padded pixels included (skipped when nothing is padded), then the
 convolution reads whole window rows from the frame with no bounds test. On CPUs the binary
 convolution is instead one fused AVX-512 kernel (zero padding) or window rows (im2col) plus
-bgemm (see :func:`bconv2d`). The bit-plane convolution packs each output pixel's whole window,
-since a first layer has too few channels to fill a word.
+the GEMM: :func:`espresso_cl.registry.select` picks by profile and padding. The bit-plane
+convolution packs each output pixel's whole window, since a first layer has too few channels
+to fill a word.
 """
 
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 
+from .. import registry
 from ..geometry import ConvGeometry
+from ..intmath import ceil_div, round_up
 from ..tensor import Tensor
+from ..tuning import Tiles
+from .gemm import bgemm
 from .launch import launch
 from .pack import check_thresholds
 
 PAD_VALUES = ("zero", "one")
-PLANES = 8  # bit-planes of a uint8 pixel
+PLANES = registry.BITPLANES
 
 
 def _geometry(op: str, x: Tensor, w: Tensor, stride: int, padding: str) -> ConvGeometry:
@@ -48,9 +54,9 @@ def _frame_size(g: ConvGeometry) -> tuple:
     return (g.oh - 1) * g.stride + g.kh, (g.ow - 1) * g.stride + g.kw
 
 
-def _frame(x: Tensor, g: ConvGeometry, family: str, defines: dict, one_pad: bool, *sizes) -> tuple:
-    """(frame, XH, XW): x itself where no window leaves the image, else x copied by
-    ``<family>_pad`` into the frame with its padding. ``sizes`` are the kernel's per-pixel
+def _frame(x: Tensor, g: ConvGeometry, variant, defines: dict, one_pad: bool, *sizes) -> tuple:
+    """(frame, XH, XW): x itself where no window leaves the image, else x copied by the
+    variant's pad kernel into the frame with its padding. ``sizes`` are the kernel's per-pixel
     sizes after N, H, W (C, then RW for bits)."""
     xh, xw = _frame_size(g)
     n, h, wd, c = x.shape
@@ -59,22 +65,16 @@ def _frame(x: Tensor, g: ConvGeometry, family: str, defines: dict, one_pad: bool
     runtime = x.runtime
     framed = Tensor(runtime, (n, xh, xw, c), x.kind)
     per_item = defines.get("PAD_C", 1)  # words (channels) one work-item copies
-    launch(runtime, f"{family}.cl", f"{family}_pad", defines,
-           (-(-framed.storage_shape[-1] // per_item), n * xh * xw), None, n, h, wd, *sizes, xh, xw, g.pad_top, g.pad_left, one_pad, x, framed)
+    launch(runtime, variant.file, variant.kernels[1], defines,
+           (ceil_div(framed.storage_shape[-1], per_item), n * xh * xw), None,
+           n, h, wd, *sizes, xh, xw, g.pad_top, g.pad_left, one_pad, x, framed)
     return framed, xh, xw
 
 
-def _tiles(runtime, family: str, pixels: int) -> dict:
-    """The family's defines, with TP cut down when there are too few pixels to fill it: a
-    dense layer at batch 1 is one pixel, and TP - 1 idle rows would each cost a full row."""
-    defines = runtime.params.defines(family)
-    return dict(defines, TP=min(defines["TP"], -(-pixels // defines["WG_P"])))
-
-
-def _grid(defines: dict, pixels: int, channels: int) -> tuple:
-    bp, boc = defines["WG_P"] * defines["TP"], defines["WG_OC"] * defines["TOC"]
-    global_size = (-(-channels // boc) * defines["WG_OC"], -(-pixels // bp) * defines["WG_P"])
-    return global_size, (defines["WG_OC"], defines["WG_P"])
+def _fitted(tiles: Tiles, pixels: int) -> Tiles:
+    """``tiles`` with TM cut down when there are too few pixels to fill it: a dense layer at
+    batch 1 is one pixel, and TM - 1 idle rows would each cost a full row."""
+    return replace(tiles, tm=min(tiles.tm, ceil_div(pixels, tiles.wg_m)))
 
 
 # Most bytes of window rows (im2col) that bconv2d holds at once; more output pixels run in chunks.
@@ -83,7 +83,7 @@ IM2COL_BYTES = 32 << 20
 
 def _interior(lo_pad: int, size: int, k: int, stride: int, out: int) -> tuple:
     """Output positions [lo, hi) whose windows stay inside an image axis of ``size``."""
-    lo = min(-(-lo_pad // stride), out)
+    lo = min(ceil_div(lo_pad, stride), out)
     hi = max(lo, min(out, (size + lo_pad - k) // stride + 1))
     return lo, hi
 
@@ -107,47 +107,48 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     g = _geometry("bconv2d", x, w, stride, padding)
     one_pad = _one_pad("bconv2d", pad_value)
     runtime = x.runtime
-    defines = runtime.params.defines("bconv2d")
-    if defines.get("ESPRESSO_AVX512", 0) and not one_pad:
-        return _bconv2d_avx512(x, w, g)
-    if defines.get("IM2COL", 0):
-        return _bconv2d_im2col(x, w, g, one_pad)
+    profile = runtime.profile
+    variant = registry.select("bconv2d", profile, pad_value)
+    if variant.strategy == "avx512":
+        return _bconv2d_avx512(variant, x, w, g)
+    if variant.strategy == "im2col":
+        return _bconv2d_im2col(variant, x, w, g, one_pad)
     n, h, wd, c = x.shape
     oc = w.shape[0]
     rw = x.storage_shape[-1]
     pixels = n * g.oh * g.ow
-    defines = _tiles(runtime, "bconv2d", pixels)
-    framed, xh, xw = _frame(x, g, "bconv2d", defines, one_pad, c, rw)
+    tiles = _fitted(variant.tuning(profile), pixels)
+    defines = variant.defines(profile, tiles)
+    framed, xh, xw = _frame(x, g, variant, defines, one_pad, c, rw)
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
-    launch(runtime, "bconv2d.cl", "bconv2d", defines, *_grid(defines, pixels, oc),
+    launch(runtime, variant.file, variant.kernel, defines, *variant.grid(tiles, pixels, oc),
            n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
-           xh, xw, rw // runtime.params.words32, one_pad, framed, w, out)
+           xh, xw, rw // profile.words32, one_pad, framed, w, out)
     return out
 
 
-def _bconv2d_avx512(x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
+def _bconv2d_avx512(variant, x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
     runtime = x.runtime
-    defines = runtime.params.defines("bconv2d")
+    profile = runtime.profile
+    tiles = variant.tuning(profile)
     n, h, wd, c = x.shape
     oc = w.shape[0]
     pixels = n * g.oh * g.ow
-    xtm, xtn = defines.get("XTM", 12), defines.get("XTN", 32)
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
-    launch(runtime, "bconv2d.cl", "bconv2d_avx512", defines, (-(-oc // xtn), -(-pixels // xtm)), (1, 1),
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile), *variant.grid(tiles, pixels, oc),
            n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
-           x.storage_shape[-1] // runtime.params.words32, x, w, out)
+           x.storage_shape[-1] // profile.words32, x, w, out)
     return out
 
 
-def _bconv2d_im2col(x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Tensor:
-    from .gemm import bgemm
-
+def _bconv2d_im2col(variant, x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Tensor:
     runtime = x.runtime
-    defines = runtime.params.defines("bconv2d")
+    defines = variant.defines(runtime.profile)
+    im2col, place, fixup = variant.kernels
     n, h, wd, c = x.shape
     oc = w.shape[0]
     rw = x.storage_shape[-1]
-    cw = rw // runtime.params.words32
+    cw = rw // runtime.profile.words32
     taps = g.kh * g.kw
     pixels = n * g.oh * g.ow
     weights = w.reshape((oc, taps * c), segment=c)  # (ky, kx, c) rows: the window rows' layout
@@ -167,7 +168,7 @@ def _bconv2d_im2col(x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Ten
     for p0 in range(0, pixels, chunk):
         rows = min(chunk, pixels - p0)
         nsums = taps * oc if border and p0 == 0 else 0
-        launch(runtime, "bconv2d.cl", "bconv2d_im2col", defines, (rows + nsums,), None,
+        launch(runtime, variant.file, im2col, defines, (rows + nsums,), None,
                h, wd, c, cw, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
                one_pad, p0, rows, nsums, oc, x, cols, w, sums if border else cols)
         if rows < chunk:  # the last chunk: the first rows of the buffer
@@ -178,11 +179,11 @@ def _bconv2d_im2col(x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Ten
         else:
             if out is None:
                 out = Tensor(runtime, (pixels, oc), "int32")
-            launch(runtime, "bconv2d.cl", "bconv2d_place", defines, (rows * oc,), None,
+            launch(runtime, variant.file, place, defines, (rows * oc,), None,
                    rows * oc, p0 * oc, part, out)
     out = out.reshape((n, g.oh, g.ow, oc))
     if border:
-        launch(runtime, "bconv2d.cl", "bconv2d_fixup", defines, (n * border,), None,
+        launch(runtime, variant.file, fixup, defines, (n * border,), None,
                n, h, wd, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
                oy_lo, oy_hi, ox_lo, ox_hi, border, sums, out)
     return out
@@ -199,52 +200,58 @@ def fconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     g = _geometry("fconv2d", x, w, stride, padding)
     one_pad = _one_pad("fconv2d", pad_value)
     runtime = x.runtime
+    profile = runtime.profile
+    variant = registry.select("fconv2d", profile)
     n, h, wd, c = x.shape
     oc = w.shape[0]
     pixels = n * g.oh * g.ow
-    defines = _tiles(runtime, "fconv2d", pixels)
-    framed, xh, xw = _frame(x, g, "fconv2d", defines, one_pad, c)
+    tuning = variant.tuning(profile)
+    tuning = replace(tuning, tiles=_fitted(tuning.tiles, pixels))
+    defines = variant.defines(profile, tuning)
+    framed, xh, xw = _frame(x, g, variant, defines, one_pad, c)
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "float32")
-    launch(runtime, "fconv2d.cl", "fconv2d", defines, *_grid(defines, pixels, oc),
+    launch(runtime, variant.file, variant.kernel, defines, *variant.grid(tuning.tiles, pixels, oc),
            n, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, xh, xw, framed, w, out)
     return out
 
 
-def supports_bitplane_threshold(runtime) -> bool:
-    """Whether :func:`bitplane_conv2d_threshold` runs on ``runtime`` (its profile has
-    ``ESPRESSO_AVX512``: PoCL on x86-64 CPUs with AVX-512 VPOPCNTDQ; elsewhere the bit-plane
-    layer runs :func:`bitplane_conv2d`, then ``ops.threshold``)."""
-    return bool(runtime.params.defines("bitplane").get("ESPRESSO_AVX512", 0))
+def _packing_defines(runtime, pixels: int) -> dict:
+    """The defines of bitplane.cl for ``pixels`` output pixels: the tiled kernel's, fitted."""
+    variant = registry.select("bitplane_pack", runtime.profile)
+    return variant.defines(runtime.profile, _fitted(variant.tuning(runtime.profile), pixels))
 
 
 def _bitplane_patches(x: Tensor, w: Tensor, g: ConvGeometry, defines: dict) -> Tensor:
     """Each output pixel's window as PLANES packed rows, interleaved by word (see bitplane.cl)."""
     runtime = x.runtime
+    variant = registry.select("bitplane_pack", runtime.profile)
     n, h, wd, c = x.shape
     _, kh, kw, _ = w.shape
     pixels = n * g.oh * g.ow
     patches = Tensor(runtime, (pixels, PLANES, kh * kw * c), "bits")
-    launch(runtime, "bitplane.cl", "bitplane_pack", defines, (patches.storage_shape[-1], pixels), None,
+    launch(runtime, variant.file, variant.kernels[0], defines, (patches.storage_shape[-1], pixels), None,
            n, h, wd, c, kh, kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, patches.storage_shape[-1],
            x, patches)
     return patches
 
 
-def _bitplane_transposed(w: Tensor, rwp: int, defines: dict) -> tuple:
-    """(wt, ocp): the filters transposed (word k of 32 filters in a row), padded to ocp (a
-    multiple of 32) with zero filters; once per weight tensor (Tensor.derived)."""
+def _bitplane_weight_rows(w: Tensor, rwp: int, ocp: int, defines: dict) -> Tensor:
+    """The filters as packed window rows of ``rwp`` words (bitplane.cl's bitplane_weights), or,
+    with ``ocp`` > 0, transposed (word k of 32 filters in a row) and padded to ``ocp`` filters
+    with zero filters; once per weight tensor (Tensor.derived)."""
     runtime = w.runtime
+    variant = registry.select("bitplane_pack", runtime.profile)
     oc, kh, kw, c = w.shape
-    ocp = -(-oc // 32) * 32
-    cw = rwp // runtime.params.words32
 
-    def transposed():
-        wt = Tensor(runtime, (cw * ocp, 64), "bits")
-        launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, ocp), None,
-               oc, kh * kw, c, w.storage_shape[-1], rwp, ocp, w, wt)
-        return wt
+    def rows():
+        if ocp:
+            out = Tensor(runtime, (rwp // runtime.profile.words32 * ocp, 64), "bits")
+        else:
+            out = Tensor(runtime, (oc, kh * kw * c), "bits")
+        launch(runtime, variant.file, variant.kernels[1], defines, (rwp, ocp or oc), None, oc, kh * kw, c, w.storage_shape[-1], rwp, ocp, w, out)
+        return out
 
-    return w.derived(("bitplane_weights", rwp, ocp), transposed), ocp
+    return w.derived(("bitplane_weights", rwp, ocp), rows)
 
 
 def _check_bitplane(op: str, x: Tensor, w: Tensor) -> None:
@@ -261,39 +268,34 @@ def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
     _check_bitplane("bitplane_conv2d", x, w)
     g = _geometry("bitplane_conv2d", x, w, stride, padding)
     runtime = x.runtime
+    profile = runtime.profile
+    variant = registry.select("bitplane_conv2d", profile)
     n = x.shape[0]
-    oc = w.shape[0]
+    oc, kh, kw, _ = w.shape
     pixels = n * g.oh * g.ow
-    defines = _tiles(runtime, "bitplane", pixels)
+    defines = _packing_defines(runtime, pixels)
     patches = _bitplane_patches(x, w, g, defines)
     rwp = patches.storage_shape[-1]
+    cw = rwp // profile.words32
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
-    cw = rwp // runtime.params.words32
-    if defines.get("ESPRESSO_AVX512", 0):
-        wt, ocp = _bitplane_transposed(w, rwp, defines)
-        launch(runtime, "bitplane.cl", "bitplane_conv2d_avx512", defines, (ocp // 32, -(-pixels // 4)), (1, 1),
-               pixels, oc, cw, ocp, patches, wt, out)
+    if variant.strategy == "avx512":
+        block = variant.tuning(profile)
+        ocp = round_up(oc, block.tn)
+        wt = _bitplane_weight_rows(w, rwp, ocp, defines)
+        launch(runtime, variant.file, variant.kernel, variant.defines(profile),
+               *variant.grid(block, pixels, ocp), pixels, oc, cw, ocp, patches, wt, out)
         return out
-    _, kh, kw, c = w.shape
-    if kh * kw == 1:
-        rows = w  # one tap: each filter already is one packed row
-    else:
-        def window_rows():
-            rows = Tensor(runtime, (oc, kh * kw * c), "bits")
-            launch(runtime, "bitplane.cl", "bitplane_weights", defines, (rwp, oc), None,
-                   oc, kh * kw, c, w.storage_shape[-1], rwp, 0, w, rows)
-            return rows
-
-        rows = w.derived(("bitplane_weights", rwp, 0), window_rows)
-    launch(runtime, "bitplane.cl", "bitplane_conv2d", defines, *_grid(defines, pixels, oc),
-           pixels, oc, cw, patches, rows, out)
+    tiles = _fitted(variant.tuning(profile), pixels)
+    rows = w if kh * kw == 1 else _bitplane_weight_rows(w, rwp, 0, defines)  # one tap: filters are rows
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles),
+           *variant.grid(tiles, pixels, oc), pixels, oc, cw, patches, rows, out)
     return out
 
 
 def bitplane_conv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride: int,
                               padding: str) -> Tensor:
     """:func:`bitplane_conv2d`, then the folded batch-norm + sign of ``ops.threshold``, packed,
-    with the threshold in the convolution's launch (only where :func:`supports_bitplane_threshold`).
+    in the convolution's launch (only where ``registry.can_run("bitplane_conv2d_threshold", profile)``).
 
     uint8 x (N, H, W, C), bits w (OC, KH, KW, C), int32 thresh and flip (OC,) -> bits
     (N, OH, OW, OC): bit c of a pixel is ``acc <= thresh[c]`` where ``flip[c]`` else
@@ -302,18 +304,23 @@ def bitplane_conv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor
     _check_bitplane("bitplane_conv2d_threshold", x, w)
     g = _geometry("bitplane_conv2d_threshold", x, w, stride, padding)
     runtime = x.runtime
-    if not supports_bitplane_threshold(runtime):
-        raise ValueError(f"bitplane_conv2d_threshold needs the AVX-512 profile (ESPRESSO_AVX512); "
-                         f"{runtime.params.name!r} has none")
+    profile = runtime.profile
+    if not registry.can_run("bitplane_conv2d_threshold", profile):
+        raise ValueError(f"bitplane_conv2d_threshold needs the AVX-512 profile; "
+                         f"{profile.name!r} has no such kernel")
+    variant = registry.select("bitplane_conv2d_threshold", profile)
     n = x.shape[0]
     oc = w.shape[0]
     check_thresholds("bitplane_conv2d_threshold", thresh, flip, oc)
     pixels = n * g.oh * g.ow
-    defines = _tiles(runtime, "bitplane", pixels)
+    defines = _packing_defines(runtime, pixels)
     patches = _bitplane_patches(x, w, g, defines)
     rwp = patches.storage_shape[-1]
-    wt, ocp = _bitplane_transposed(w, rwp, defines)
+    block = variant.tuning(profile)
+    ocp = round_up(oc, block.tn)
+    wt = _bitplane_weight_rows(w, rwp, ocp, defines)
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "bits")
-    launch(runtime, "bitplane.cl", "bitplane_threshold_avx512", defines, (ocp // 32, -(-pixels // 4)), (1, 1),
-           pixels, oc, rwp // runtime.params.words32, ocp, out.storage_shape[-1], patches, wt, thresh, flip, out)
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile),
+           *variant.grid(block, pixels, ocp), pixels, oc, rwp // profile.words32, ocp,
+           out.storage_shape[-1], patches, wt, thresh, flip, out)
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor
-from .launch import launch
+from .launch import launch_op
 
 
 def _rows_of(x: Tensor, kinds: tuple, what: str) -> tuple[int, int]:
@@ -28,9 +28,9 @@ def affine(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
         raise ValueError(f"affine needs scale and shift of shape ({channels},), "
                          f"got {scale.shape} and {shift.shape}")
     runtime = x.runtime
-    defines = dict(runtime.params.defines("affine"), IN_T="int" if x.kind == "int32" else "float")
+    defines = {"IN_T": "int" if x.kind == "int32" else "float"}
     out = Tensor(runtime, x.shape, "float32")
-    launch(runtime, "affine.cl", "affine", defines, (channels, rows), None,
+    launch_op(runtime, "affine", "affine", defines, (channels, rows), None,
            rows, channels, x, scale, shift, out)
     return out
 
@@ -41,7 +41,7 @@ def sign_float(x: Tensor) -> Tensor:
     runtime = x.runtime
     out = Tensor(runtime, x.shape, "float32")
     count = rows * channels
-    launch(runtime, "affine.cl", "sign_float", runtime.params.defines("affine"), (count,), None, count, x, out)
+    launch_op(runtime, "affine", "sign_float", None, (count,), None, count, x, out)
     return out
 
 
@@ -57,7 +57,7 @@ def softmax(x: Tensor) -> Tensor:
     rows, channels = _check_matrix(x, "softmax")
     runtime = x.runtime
     out = Tensor(runtime, x.shape, "float32")
-    launch(runtime, "softmax.cl", "softmax", runtime.params.defines("softmax"), (rows,), None,
+    launch_op(runtime, "softmax", "softmax", None, (rows,), None,
            rows, channels, x, out)
     return out
 
@@ -67,6 +67,6 @@ def argmax(x: Tensor) -> Tensor:
     rows, channels = _check_matrix(x, "argmax")
     runtime = x.runtime
     out = Tensor(runtime, (rows,), "int32")
-    launch(runtime, "softmax.cl", "argmax", runtime.params.defines("softmax"), (rows,), None,
+    launch_op(runtime, "softmax", "argmax", None, (rows,), None,
            rows, channels, x, out)
     return out

@@ -1,44 +1,34 @@
-"""Launchers of kernels/bgemm.cl and kernels/fgemm.cl."""
+"""Launchers of the XNOR GEMM (kernels/bgemm.cl, kernels/bgemm_cpu.cl) and kernels/fgemm.cl."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from .. import registry
+from ..intmath import ceil_div, round_up
 from ..tensor import Tensor
+from ..tuning import Tiles
 from .launch import launch
 from .pack import check_thresholds
 
 
-def _grid(params: dict, m: int, n: int):
-    bm, bn = params["WG_M"] * params["TM"], params["WG_N"] * params["TN"]
-    global_size = (-(-n // bn) * params["WG_N"], -(-m // bm) * params["WG_M"])
-    return global_size, (params["WG_N"], params["WG_M"])
+def _cpu_block(runtime, m: int, n: int, fused: bool) -> Tiles:
+    """The profile's CPU block, with TN narrowed where M x N has few blocks.
 
-
-def _bgemm_defines(runtime, m: int, n: int, fused: bool = False) -> dict:
-    """The profile's bgemm defines, with the CPU block narrowed where M x N has few blocks.
-
-    The CPU profiles (``XNOR_BLOCK``) give each work-item a TM x TN block; a GEMV (batch 1) or
-    another short, narrow product would leave cores idle, so TN halves (down to 8 columns)
-    until there are at least 4 blocks per compute unit. A block holds any number of rows, so
-    M never wastes work there. ``fused`` (bgemm_threshold, whose work-items own whole 32-bit
+    A GEMV (batch 1) or another short, narrow product would leave cores idle, so TN halves
+    (down to 8 columns) until there are at least 4 blocks per compute unit. A block holds any
+    number of rows, so M never wastes work there. ``fused`` (whose work-items own whole 32-bit
     words of packed output): TN is rounded up to a multiple of 32 and halves down to 32 only.
     """
-    defines = runtime.params.defines("bgemm")
-    if not defines.get("XNOR_BLOCK"):
-        return defines
-    tm, tn = defines["TM"], defines["TN"]
+    tiles = runtime.profile.bgemm.tiles
+    tm, tn = tiles.tm, tiles.tn
     floor = 32 if fused else 8
     if fused:
-        tn = -(-tn // 32) * 32
-    want = 4 * runtime.device.max_compute_units
-    while tn > floor and (not fused or tn % 64 == 0) and -(-m // tm) * -(-n // tn) < want:
+        tn = round_up(tn, 32)
+    want = 4 * runtime.traits.compute_units
+    while tn > floor and (not fused or tn % 64 == 0) and ceil_div(m, tm) * ceil_div(n, tn) < want:
         tn //= 2
-    return defines if tn == defines["TN"] else dict(defines, TN=tn)
-
-
-def supports_fused_threshold(runtime) -> bool:
-    """Whether :func:`bgemm_threshold` runs on ``runtime`` (its profile's bgemm has ``XNOR_BLOCK``:
-    the CPU profiles; GPU and generic profiles run :func:`bgemm`, then ``ops.threshold``)."""
-    return bool(runtime.params.defines("bgemm").get("XNOR_BLOCK"))
+    return tiles if tn == tiles.tn else replace(tiles, tn=tn)
 
 
 def _check_operands(a: Tensor, b: Tensor, what: str) -> None:
@@ -56,39 +46,37 @@ def bgemm(a: Tensor, b: Tensor) -> Tensor:
     """
     _check_operands(a, b, "bgemm")
     runtime = a.runtime
+    profile = runtime.profile
     (m, k), n = a.shape, b.shape[0]
-    words32 = a.storage_shape[1]
-    span = runtime.params.words32
-    defines = _bgemm_defines(runtime, m, n)
+    variant = registry.select("bgemm", profile)
+    tiles = _cpu_block(runtime, m, n, fused=False) if variant.grid is registry.blocks_grid \
+        else variant.tuning(profile)
     out = Tensor(runtime, (m, n), "int32")
-    global_size, local_size = _grid(defines, m, n)
-    launch(runtime, "bgemm.cl", "bgemm", defines, global_size, local_size,
-           m, n, words32 // span, k, a, b, out)
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles), *variant.grid(tiles, m, n),
+           m, n, a.storage_shape[1] // profile.words32, k, a, b, out)
     return out
 
 
 def bgemm_threshold(a: Tensor, b: Tensor, thresh: Tensor, flip: Tensor) -> Tensor:
-    """bgemm, then the folded batch-norm + sign of ``ops.threshold``, in one launch (CPU profiles).
+    """bgemm, then the folded batch-norm + sign of ``ops.threshold``, in one launch.
 
     bits a (M, K), bits b (N, K), int32 thresh and flip (N,) -> bits (M, N): bit n of row m is
     ``c <= thresh[n]`` where ``flip[n]`` else ``c >= thresh[n]``, c = (a @ b.T)[m, n] over +-1.
-    Only where :func:`supports_fused_threshold`.
+    Only where ``registry.can_run("bgemm_threshold", profile)`` (the CPU-block profiles).
     """
     _check_operands(a, b, "bgemm_threshold")
     runtime = a.runtime
-    if not supports_fused_threshold(runtime):
-        raise ValueError(f"bgemm_threshold needs a CPU profile (XNOR_BLOCK); "
-                         f"{runtime.params.name!r} has none")
+    profile = runtime.profile
+    if not registry.can_run("bgemm_threshold", profile):
+        raise ValueError(f"bgemm_threshold needs a profile whose GEMM runs CPU blocks; "
+                         f"{profile.name!r} has none")
+    variant = registry.select("bgemm_threshold", profile)
     (m, k), n = a.shape, b.shape[0]
     check_thresholds("bgemm_threshold", thresh, flip, n)
-    words32 = a.storage_shape[1]
-    span = runtime.params.words32
-    defines = _bgemm_defines(runtime, m, n, fused=True)
+    tiles = _cpu_block(runtime, m, n, fused=True)
     out = Tensor(runtime, (m, n), "bits")
-    rw = out.storage_shape[1]
-    global_size, local_size = _grid(defines, m, n)
-    launch(runtime, "bgemm.cl", "bgemm_threshold", defines, global_size, local_size,
-           m, n, words32 // span, k, rw, a, b, thresh, flip, out)
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles), *variant.grid(tiles, m, n),
+           m, n, a.storage_shape[1] // profile.words32, k, out.storage_shape[1], a, b, thresh, flip, out)
     return out
 
 
@@ -99,14 +87,16 @@ def fgemm(a: Tensor, b: Tensor) -> Tensor:
     if len(a.shape) != 2 or len(b.shape) != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"fgemm shapes do not match: a {a.shape}, b {b.shape}")
     runtime = a.runtime
+    profile = runtime.profile
     (m, k), n = a.shape, b.shape[0]
-    defines = runtime.params.defines("fgemm")
-    if not defines.get("USE_LOCAL", 0):
+    variant = registry.select("fgemm", profile)
+    tuning = variant.tuning(profile)
+    if not tuning.tiles.use_local:
         # Few rows (batch 1: a GEMV): rows past M would repeat the last one's work, so cut the
         # register block and the work-group's height down to what M fills.
-        tm = min(defines["TM"], m)
-        defines = dict(defines, TM=tm, WG_M=min(defines["WG_M"], -(-m // tm)))
+        tm = min(tuning.tiles.tm, m)
+        tuning = replace(tuning, tiles=replace(tuning.tiles, tm=tm, wg_m=min(tuning.tiles.wg_m, ceil_div(m, tm))))
     out = Tensor(runtime, (m, n), "float32")
-    global_size, local_size = _grid(defines, m, n)
-    launch(runtime, "fgemm.cl", "fgemm", defines, global_size, local_size, m, n, k, a, b, out)
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tuning), *variant.grid(tuning.tiles, m, n),
+           m, n, k, a, b, out)
     return out

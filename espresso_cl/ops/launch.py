@@ -1,29 +1,27 @@
 """Launching kernels: argument conversion, NDRange rounding and optional per-kernel timing.
 
-``ESPRESSO_PROFILE=1`` makes every launch wait for its kernel and record its time in
-:data:`kernel_times` (name -> list of seconds); off by default, since it serialises the queue.
+``ESPRESSO_KERNEL_TIMING=1`` (:mod:`espresso_cl.settings`) makes every launch wait for its
+kernel and record its time in :data:`kernel_times` (name -> list of seconds); off by default,
+since it serialises the queue.
 
 :data:`launched` names every kernel launched in this process as ``"<file>:<kernel>"``; the
-Oclgrind check (``tests/oclgrind_check.py``) uses it to prove that every kernel ran there.
+Oclgrind check (``scripts/oclgrind_check.py``) uses it to prove that every kernel ran there.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections import defaultdict
 
 import numpy as np
 
+from .. import registry, settings
+from ..intmath import round_up
 from ..tensor import Tensor
 
-PROFILE = os.environ.get("ESPRESSO_PROFILE", "") not in ("", "0")
+TIMING = settings.kernel_timing()
 kernel_times: dict[str, list[float]] = defaultdict(list)
 launched: set[str] = set()
-
-
-def round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def _arg(value):
@@ -50,7 +48,17 @@ def launch(runtime, filename: str, name: str, defines: dict | None, global_size,
     start = time.perf_counter()
     event = kernel(runtime.queue, global_size, local_size, *[_arg(a) for a in args])
     launched.add(f"{filename}:{name}")
-    if PROFILE:
+    if TIMING:
         event.wait()
         kernel_times[name].append(time.perf_counter() - start)
     return event
+
+
+def launch_op(runtime, op: str, name: str, extra_defines: dict | None, global_size, local_size, *args):
+    """:func:`launch` kernel ``name`` of the variant the registry selects for ``op``, built with
+    the variant's defines plus ``extra_defines`` (such as an element type)."""
+    variant = registry.select(op, runtime.profile)
+    if name not in variant.kernels:
+        raise ValueError(f"kernel {name!r} is not one of variant {variant.name!r}'s {variant.kernels}")
+    defines = dict(variant.defines(runtime.profile), **(extra_defines or {}))
+    return launch(runtime, variant.file, name, defines, global_size, local_size, *args)

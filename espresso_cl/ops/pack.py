@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import Tensor
-from .launch import launch
+from .launch import launch_op
 
 
 def _rows(t: Tensor) -> int:
@@ -17,7 +17,7 @@ def pack_sign(x: Tensor) -> Tensor:
     assert x.kind == "float32", x.kind
     out = Tensor(x.runtime, x.shape, "bits")
     rows, channels, rw = _rows(x), x.shape[-1], out.storage_shape[-1]
-    launch(x.runtime, "pack.cl", "pack_sign", None, (rw, rows), None, rows, channels, rw, x, out)
+    launch_op(x.runtime, "pack", "pack_sign", None, (rw, rows), None, rows, channels, rw, x, out)
     return out
 
 
@@ -26,7 +26,7 @@ def unpack_sign(bits: Tensor) -> Tensor:
     assert bits.kind == "bits" and bits.segment == bits.shape[-1], (bits.kind, bits.segment)
     out = Tensor(bits.runtime, bits.shape, "float32")
     rows, channels, rw = _rows(bits), bits.shape[-1], bits.storage_shape[-1]
-    launch(bits.runtime, "pack.cl", "unpack_sign", None, (channels, rows), None, rows, channels, rw, bits, out)
+    launch_op(bits.runtime, "pack", "unpack_sign", None, (channels, rows), None, rows, channels, rw, bits, out)
     return out
 
 
@@ -50,10 +50,10 @@ def threshold(acc: Tensor, thresh: Tensor, flip: Tensor, packed: bool = True) ->
     if packed:
         out = Tensor(acc.runtime, acc.shape, "bits")
         rw = out.storage_shape[-1]
-        launch(acc.runtime, "pack.cl", "threshold_pack", defines, (rw, rows), None,
+        launch_op(acc.runtime, "pack", "threshold_pack", defines, (rw, rows), None,
                rows, channels, rw, acc, thresh, flip, out)
     else:
         out = Tensor(acc.runtime, acc.shape, "float32")
-        launch(acc.runtime, "pack.cl", "threshold_sign", defines, (channels, rows), None,
+        launch_op(acc.runtime, "pack", "threshold_sign", defines, (channels, rows), None,
                rows, channels, acc, thresh, flip, out)
     return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..geometry import ConvGeometry
 from ..tensor import Tensor
-from .launch import launch
+from .launch import launch_op
 
 
 def _geometry(x: Tensor, pool, stride: int, padding: str) -> ConvGeometry:
@@ -36,9 +36,9 @@ def maxpool_bits(x: Tensor, and_mask: Tensor, pool, stride: int, padding: str = 
     if and_mask.shape != (c,):
         raise ValueError(f"and_mask must be bits of shape ({c},), got {and_mask.shape}")
     runtime = x.runtime
-    rw = x.storage_shape[-1] // runtime.params.words32
+    rw = x.storage_shape[-1] // runtime.profile.words32
     out = Tensor(runtime, (n, g.oh, g.ow, c), "bits")
-    launch(runtime, "pool.cl", "maxpool_bits", runtime.params.defines("pool"), (rw, g.ow, n * g.oh), None,
+    launch_op(runtime, "pool", "maxpool_bits", None, (rw, g.ow, n * g.oh), None,
            n, h, w, rw, *_window_args(g), x, and_mask, out)
     return out
 
@@ -53,8 +53,8 @@ def maxpool(x: Tensor, pool, stride: int, padding: str = "valid") -> Tensor:
     g = _geometry(x, pool, stride, padding)
     n, h, w, c = x.shape
     runtime = x.runtime
-    defines = dict(runtime.params.defines("pool"), IN_T="float" if x.kind == "float32" else "int")
+    defines = {"IN_T": "float" if x.kind == "float32" else "int"}
     out = Tensor(runtime, (n, g.oh, g.ow, c), x.kind)
-    launch(runtime, "pool.cl", "maxpool", defines, (c, g.ow, n * g.oh), None,
+    launch_op(runtime, "pool", "maxpool", defines, (c, g.ow, n * g.oh), None,
            n, h, w, c, *_window_args(g), x, out)
     return out

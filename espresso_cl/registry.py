@@ -1,0 +1,163 @@
+"""Every kernel variant, described once, and the one rule that picks a variant for a profile.
+
+A :class:`KernelVariant` says what a ``kernels/*.cl`` file computes, which ``__kernel``
+functions it holds, its launch-grid rule, which profiles can run it, whether it fuses the
+folded batch-norm + sign, and whether it exists only as x86 machine code (then Oclgrind cannot
+run it). The launchers (:mod:`espresso_cl.ops`), the planner (:mod:`espresso_cl.plan`), the
+Oclgrind coverage check and the tests ask :func:`select` / :func:`can_run` instead of looking
+at defines or kernel names. Pure Python: importable without pyopencl.
+
+Adding a variant: its ``.cl`` file, one entry in :data:`VARIANTS`, and, if profiles should
+prefer it, its strategy name in their ``prefer`` tuples (:mod:`espresso_cl.tuning`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .intmath import ceil_div
+from .tuning import Profile, Tiles
+
+
+def tiles_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
+    """WG_N x WG_M work-groups, each work-item a TM x TN register block spread by the group."""
+    bm, bn = tiles.wg_m * tiles.tm, tiles.wg_n * tiles.tn
+    return ((ceil_div(cols, bn) * tiles.wg_n, ceil_div(rows, bm) * tiles.wg_m),
+            (tiles.wg_n, tiles.wg_m))
+
+
+def blocks_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
+    """One work-item per work-group, each a contiguous TM x TN block."""
+    return (ceil_div(cols, tiles.tn), ceil_div(rows, tiles.tm)), (1, 1)
+
+
+@dataclass(frozen=True)
+class KernelVariant:
+    name: str
+    op: str                  # what it computes: its launcher in espresso_cl.ops
+    file: str                # kernels/<file>
+    kernels: tuple           # its __kernel functions, the main one first
+    runs_with: Callable[[Profile], bool]   # whether a profile selects / can run it
+    grid: Callable | None = None           # (tiles, rows, cols) -> (global, local); None: per kernel
+    strategy: str = ""       # the name profiles list in ``prefer`` (convolutions)
+    # The profile's tuning data this variant's file takes (an object with ``defines()``);
+    # None: only the profile's common defines.
+    tuned: Callable[[Profile], object] | None = None
+    fixed_defines: tuple = ()  # (name, value) pairs the host fixes for every profile
+    fuses_threshold: bool = False
+    zero_padding_only: bool = False
+    x86_machine_code: bool = False  # AVX-512 code built only by PoCL on x86-64: not simulatable
+
+    @property
+    def kernel(self) -> str:
+        return self.kernels[0]
+
+    def tuning(self, profile: Profile):
+        return self.tuned(profile) if self.tuned is not None else None
+
+    def defines(self, profile: Profile, tuned=None) -> dict:
+        """The ``#define``s of this variant's file under ``profile``; ``tuned`` replaces the
+        profile's tuning data (a launcher narrowing a block for a small problem)."""
+        tuned = self.tuning(profile) if tuned is None else tuned
+        return dict(profile.defines(tuned), **dict(self.fixed_defines))
+
+
+def _always(profile: Profile) -> bool:
+    return True
+
+
+def _cpu_blocks(profile: Profile) -> bool:
+    return profile.bgemm.kernel == "cpu_blocks"
+
+
+def _avx512(prefer: str) -> Callable[[Profile], bool]:
+    def runs_with(profile: Profile) -> bool:
+        return profile.x86_machine_code and "avx512" in getattr(profile, prefer).prefer
+    return runs_with
+
+
+# Bit-planes of a uint8 pixel: the bit-plane kernels' PLANES, and the patches' second axis.
+BITPLANES = 8
+_PLANES = (("PLANES", BITPLANES),)
+
+VARIANTS = (
+    KernelVariant("bgemm_tiled", "bgemm", "bgemm.cl", ("bgemm",),
+                  lambda p: p.bgemm.kernel == "tiled", tiles_grid, tuned=lambda p: p.bgemm.tiles),
+    KernelVariant("bgemm_cpu", "bgemm", "bgemm_cpu.cl", ("bgemm_cpu",), _cpu_blocks, blocks_grid,
+                  tuned=lambda p: p.bgemm.tiles),
+    KernelVariant("bgemm_cpu_threshold", "bgemm_threshold", "bgemm_cpu.cl", ("bgemm_cpu_threshold",),
+                  _cpu_blocks, blocks_grid, tuned=lambda p: p.bgemm.tiles, fuses_threshold=True),
+    KernelVariant("fgemm", "fgemm", "fgemm.cl", ("fgemm",), _always, tiles_grid, tuned=lambda p: p.fgemm),
+    KernelVariant("bconv2d_avx512", "bconv2d", "bconv2d_avx512.cl", ("bconv2d_avx512",),
+                  _avx512("bconv"), blocks_grid, strategy="avx512", tuned=lambda p: p.bconv.avx512_tiles,
+                  zero_padding_only=True, x86_machine_code=True),
+    KernelVariant("bconv2d_im2col", "bconv2d", "bconv2d_im2col.cl",
+                  ("bconv2d_im2col", "bconv2d_place", "bconv2d_fixup"),
+                  lambda p: "im2col" in p.bconv.prefer, strategy="im2col"),
+    KernelVariant("bconv2d_direct", "bconv2d", "bconv2d.cl", ("bconv2d", "bconv2d_pad"),
+                  _always, tiles_grid, strategy="direct", tuned=lambda p: p.bconv.tiles),
+    KernelVariant("fconv2d", "fconv2d", "fconv2d.cl", ("fconv2d", "fconv2d_pad"), _always, tiles_grid,
+                  tuned=lambda p: p.fconv),
+    KernelVariant("bitplane_avx512", "bitplane_conv2d", "bitplane_avx512.cl", ("bitplane_conv2d_avx512",),
+                  _avx512("bitplane"), blocks_grid, strategy="avx512",
+                  tuned=lambda p: p.bitplane.avx512_tiles, fixed_defines=_PLANES, x86_machine_code=True),
+    KernelVariant("bitplane_tiled", "bitplane_conv2d", "bitplane.cl", ("bitplane_conv2d",),
+                  _always, tiles_grid, strategy="tiled", tuned=lambda p: p.bitplane.tiles,
+                  fixed_defines=_PLANES),
+    KernelVariant("bitplane_threshold_avx512", "bitplane_conv2d_threshold", "bitplane_avx512.cl",
+                  ("bitplane_threshold_avx512",), _avx512("bitplane"), blocks_grid,
+                  tuned=lambda p: p.bitplane.avx512_tiles, fixed_defines=_PLANES,
+                  fuses_threshold=True, x86_machine_code=True),
+    # Window packing for both bit-plane variants; built with the tiled kernel's defines so
+    # that it shares its program.
+    KernelVariant("bitplane_pack", "bitplane_pack", "bitplane.cl", ("bitplane_pack", "bitplane_weights"),
+                  _always, tuned=lambda p: p.bitplane.tiles, fixed_defines=_PLANES),
+    KernelVariant("pack", "pack", "pack.cl", ("pack_sign", "unpack_sign", "threshold_pack", "threshold_sign"),
+                  _always),
+    KernelVariant("pool", "pool", "pool.cl", ("maxpool_bits", "maxpool"), _always),
+    KernelVariant("affine", "affine", "affine.cl", ("affine", "sign_float"), _always),
+    KernelVariant("softmax", "softmax", "softmax.cl", ("softmax", "argmax"), _always),
+)
+BY_NAME = {variant.name: variant for variant in VARIANTS}
+
+
+def _order(op: str, profile: Profile) -> list:
+    """The variants of ``op`` in the order the profile prefers them (by strategy), then the rest."""
+    variants = [v for v in VARIANTS if v.op == op]
+    prefer = {"bconv2d": profile.bconv.prefer, "bitplane_conv2d": profile.bitplane.prefer}.get(op, ())
+    rank = {strategy: i for i, strategy in enumerate(prefer)}
+    return sorted(variants, key=lambda v: rank.get(v.strategy, len(rank)))
+
+
+def select(op: str, profile: Profile, pad_value: str = "zero") -> KernelVariant:
+    """The variant that runs ``op`` under ``profile`` (for convolutions: with that padding)."""
+    for variant in _order(op, profile):
+        if variant.runs_with(profile) and not (variant.zero_padding_only and pad_value != "zero"):
+            return variant
+    raise ValueError(f"no kernel variant runs {op!r} under profile {profile.name!r}")
+
+
+def can_run(op: str, profile: Profile) -> bool:
+    """Whether some variant runs ``op`` under ``profile`` (fused ops exist on some profiles only)."""
+    return any(v.op == op and v.runs_with(profile) for v in VARIANTS)
+
+
+def file_defines(filename: str, profile: Profile) -> dict:
+    """The defines ``kernels/<filename>`` is built with under ``profile`` (before a launcher
+    narrows a block for a small problem): those of its first variant the profile runs."""
+    variants = [v for v in VARIANTS if v.file == filename]
+    if not variants:
+        raise ValueError(f"no kernel variant lives in kernels/{filename}")
+    chosen = next((v for v in variants if v.runs_with(profile)), variants[0])
+    return chosen.defines(profile)
+
+
+def launch_names(variants=VARIANTS) -> set:
+    """``<file>:<kernel>`` of every kernel of ``variants``."""
+    return {f"{v.file}:{kernel}" for v in variants for kernel in v.kernels}
+
+
+def simulatable_kernels() -> set:
+    """``<file>:<kernel>`` of every kernel Oclgrind can run (not x86 machine code)."""
+    return launch_names([v for v in VARIANTS if not v.x86_machine_code])
