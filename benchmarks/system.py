@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyopencl as cl
 
 import espresso_cl
-from espresso_cl.runtime import ENV_VAR, get_runtime
+from espresso_cl import settings
+from espresso_cl.device import all_devices, compile_problem
+from espresso_cl.runtime import get_runtime
 
 # Environment variables that change how the baselines or PoCL use the cores.
 THREAD_ENV_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -169,7 +170,7 @@ class Device:
         dev = self.runtime.device
         return {"key": self.key, "description": self.runtime.describe(), "kind": self.runtime.kind,
                 "compute_units": dev.max_compute_units, "max_clock_mhz": dev.max_clock_frequency,
-                "tuning_profile": self.runtime.params.name,
+                "tuning_profile": self.runtime.profile.name,
                 "binary_peak_mac_per_s": list(self.peak) if self.peak else None,
                 "peak_source": self.peak_source}
 
@@ -194,29 +195,22 @@ def binary_peak(runtime, features: dict) -> tuple[tuple | None, str]:
 
 def implementation(runtime) -> str:
     """A short name of the OpenCL implementation, so that two CPU runtimes read apart in tables."""
-    platform = runtime.device.platform.name.lower()
-    for needle, name in (("portable computing language", "pocl"), ("intel", "intel"), ("nvidia", "nvidia"),
-                         ("oclgrind", "oclgrind")):
-        if needle in platform:
-            return name
-    return platform.split()[0] if platform.split() else "opencl"
+    return {"intel-cpu": "intel"}.get(runtime.traits.implementation, runtime.traits.implementation)
 
 
 def devices_under_test() -> list[Device]:
-    """The device ``ESPRESSO_DEVICE`` names, or else every OpenCL device but the Oclgrind simulator."""
+    """The device ``ESPRESSO_DEVICE`` names, or else every OpenCL device that can build kernels
+    but the Oclgrind simulator."""
     features = cpu_features()
-    chosen = get_runtime() if os.environ.get(ENV_VAR, "").strip() else None
+    chosen = get_runtime() if settings.device_spec_is_set() else None
     devices = []
-    for p, plat in enumerate(cl.get_platforms()):
-        try:
-            count = len(plat.get_devices())
-        except cl.Error:
-            continue
-        for d in range(count):
-            runtime = get_runtime(f"{p}:{d}")
-            # Oclgrind is a simulator: its timings mean nothing, unless it is asked for by name.
-            wanted = runtime is chosen if chosen is not None else runtime.kind != "oclgrind"
-            if wanted:
-                devices.append(Device(f"{implementation(runtime)} {runtime.kind} {p}:{d}", runtime,
-                                      *binary_peak(runtime, features)))
+    for p, d, dev in all_devices():
+        if chosen is None and compile_problem(dev):
+            continue  # a PoCL too old for this CPU, say: selection skips it too
+        runtime = get_runtime(f"{p}:{d}")
+        # Oclgrind is a simulator: its timings mean nothing, unless it is asked for by name.
+        wanted = runtime is chosen if chosen is not None else runtime.kind != "oclgrind"
+        if wanted:
+            devices.append(Device(f"{implementation(runtime)} {runtime.kind} {p}:{d}", runtime,
+                                  *binary_peak(runtime, features)))
     return devices

@@ -80,7 +80,7 @@ class ProgramCache:
     def __init__(self, context, traits: DeviceTraits, quirks: Quirks):
         self.context, self.traits, self.quirks = context, traits, quirks
         self._programs: dict = {}
-        # (folder, file, defines) -> (files read, their stamps, program)
+        # (identity, folder, file, defines) -> (files read, their stamps, program)
         self._recent: dict = {}
         self._threads = threading.local()
         self._lock = threading.Lock()
@@ -88,13 +88,14 @@ class ProgramCache:
     def program(self, filename: str, defines: dict | None = None):
         """The program built from ``kernels/<filename>`` with ``defines`` prepended."""
         folder = kernel_dir()
-        recent_key = (folder, filename, tuple(sorted((defines or {}).items())))
+        # The device's identity is part of both keys: a binary depends on the driver version.
+        recent_key = self.traits.identity + (folder, filename, tuple(sorted((defines or {}).items())))
         recent = self._recent.get(recent_key)
         if recent is not None and _stamps(recent[0]) == recent[1]:
             return recent[2]
         files: set[Path] = set()
         source = program_source(filename, defines, files)
-        key = hashlib.sha256(source.encode()).hexdigest()
+        key = self.traits.identity + (hashlib.sha256(source.encode()).hexdigest(),)
         with self._lock:
             program = self._programs.get(key)
             if program is None:

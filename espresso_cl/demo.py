@@ -93,7 +93,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     runtime = ec.get_runtime()
-    print(f"device: {runtime.describe()} (tuning profile '{runtime.params.name}')")
+    print(f"device: {runtime.describe()} (tuning profile '{runtime.profile.name}')")
     try:
         images, labels = load_mnist("test")
         paths = [io.shipped_model(name) for name in io.SHIPPED_MODELS]

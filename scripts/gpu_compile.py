@@ -33,6 +33,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNELS = ROOT / "kernels"
+# espresso_cl.registry and .tuning are plain data: no pyopencl or numpy needed (any python3 runs this).
+sys.path.insert(0, str(ROOT))
+from espresso_cl import registry  # noqa: E402
+from espresso_cl.tuning import PROFILES  # noqa: E402
 ARCHS = ("sm_80", "sm_90")
 
 
@@ -221,14 +225,9 @@ def sass_loops(sass: str) -> dict[str, list[dict]]:
     return result
 
 
-def _load_profiles() -> dict:
-    """espresso_cl.params.PROFILES, loaded on its own: that module is plain data, and skipping
-    the package's __init__ keeps this script free of pyopencl and numpy (any python3 runs it)."""
-    spec = importlib.util.spec_from_file_location("espresso_cl_params", ROOT / "espresso_cl" / "params.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module.PROFILES
+def _portable_sources() -> list[Path]:
+    """The kernel files that are not x86 machine code (espresso_cl.registry)."""
+    return sorted({KERNELS / v.file for v in registry.VARIANTS if not v.x86_machine_code})
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -334,7 +333,7 @@ def _plain(rows: list[Row], profile: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="gpu", help="tuning profile of espresso_cl.params (default gpu)")
+    parser.add_argument("--profile", default="gpu", help="tuning profile of espresso_cl.tuning (default gpu)")
     parser.add_argument("--json", type=Path, help="write the table as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the table as markdown here")
     parser.add_argument("--keep", type=Path, help="keep the .ll, .ptx, .cubin (and .sass) files in this folder")
@@ -349,19 +348,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.sass and not tools["nvdisasm"]:
         print("missing: nvdisasm (pip install nvidia-cuda-nvdisasm)", file=sys.stderr)
         return 2
-    PROFILES = _load_profiles()
     if args.profile not in PROFILES:
         print(f"--profile {args.profile!r}: choose one of {sorted(PROFILES)}", file=sys.stderr)
         return 2
-    params = PROFILES[args.profile]
-    sources = sorted(KERNELS.glob("*.cl"))
+    profile = PROFILES[args.profile]
+    sources = _portable_sources()
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
             results = list(pool.map(
-                lambda p: compile_file(p, params.defines(p.stem), tools, workdir, args.sass), sources))
+                lambda p: compile_file(p, registry.file_defines(p.name, profile), tools, workdir, args.sass),
+                sources))
 
     rows = [row for file_rows, _, _ in results for row in file_rows]
     errors = [m for _, file_errors, _ in results for m in file_errors]
@@ -377,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "profile": args.profile, "limits": {a: asdict(s) for a, s in LIMITS.items()},
-            "kernels": [dict(asdict(r), defines=params.defines(Path(r.file).stem)) for r in rows],
+            "kernels": [dict(asdict(r), defines=registry.file_defines(r.file, profile)) for r in rows],
         }, indent=1) + "\n")
     if args.markdown:
         args.markdown.write_text(markdown(rows, args.profile))

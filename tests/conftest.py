@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import espresso_cl
+import espresso_cl.device
 from espresso_cl import settings
 from espresso_cl.ops import launch
 from espresso_cl.runtime import Runtime
@@ -25,6 +26,15 @@ from espresso_cl.tuning import INTEL_CPU_PROFILE, PROFILES
 def _profile_names():
     forced = settings.forced_profile()
     return [forced] if forced else sorted(PROFILES)
+
+
+def pytest_configure(config):
+    # Intel's CPU runtime registers with the ICD loader on the first device query, which must
+    # come before any test's own OpenCL call for its device to appear.
+    try:
+        espresso_cl.device.all_devices()
+    except espresso_cl.DeviceError:
+        pass  # the runtime fixture reports it
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,9 @@ from dataclasses import replace
 import pytest
 
 from espresso_cl import cpu_features, settings, tuning
-from espresso_cl.tuning import AVX512_PROFILE, PROFILES, profile_for
+from espresso_cl.device import all_devices, traits_of
+from espresso_cl.runtime import Runtime
+from espresso_cl.tuning import AVX512_PROFILE, INTEL_CPU_PROFILE, PROFILES, profile_for
 
 
 def test_cpu_features_name_the_avx512_subsets():
@@ -58,3 +60,36 @@ def test_avx512_profile_follows_the_cpu_features(monkeypatch, pocl_cpu):
 def test_forced_cpu_profile_is_the_portable_path(monkeypatch, pocl_cpu):
     monkeypatch.setenv(settings.PROFILE, "cpu")
     assert profile_for(pocl_cpu) is tuning.PROFILES["cpu"]
+
+
+# --- the profile a runtime gets -----------------------------------------------------------
+
+def test_bad_params_value_names_the_profiles(monkeypatch, runtime):
+    monkeypatch.setenv(settings.PROFILE, "turbo")
+    with pytest.raises(ValueError) as caught:
+        Runtime(runtime.device)
+    assert "turbo" in str(caught.value)
+    for name in PROFILES:
+        assert name in str(caught.value)
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_params_value_forces_a_profile(monkeypatch, runtime, name):
+    why = PROFILES[name].cannot_run_on(runtime.traits)
+    if why:
+        pytest.skip(f"{name}: {why}")
+    monkeypatch.setenv(settings.PROFILE, name.upper())
+    assert Runtime(runtime.device).profile is PROFILES[name]
+
+
+def test_explicit_profile_wins(runtime):
+    assert Runtime(runtime.device, profile=PROFILES["generic"]).profile is PROFILES["generic"]
+
+
+def test_intel_cpu_device_gets_its_profile(monkeypatch, runtime):
+    intel = [dev for _, _, dev in all_devices()
+             if traits_of(dev).implementation == "intel-cpu"]
+    if not intel:
+        pytest.skip("Intel's CPU runtime is not registered")
+    monkeypatch.delenv(settings.PROFILE, raising=False)
+    assert Runtime(intel[0]).profile is PROFILES[INTEL_CPU_PROFILE]

@@ -12,8 +12,8 @@ uninitialized-value checkers on, and fails if
 
 Usage (from the repository root; ``make oclgrind`` does this)::
 
-    .venv/bin/python tests/oclgrind_check.py                  # all profiles, whole suite
-    .venv/bin/python tests/oclgrind_check.py --profiles gpu --no-coverage -- tests/test_gemm.py -k bgemm
+    .venv/bin/python scripts/oclgrind_check.py                  # all profiles, whole suite
+    .venv/bin/python scripts/oclgrind_check.py --profiles gpu --no-coverage -- tests/test_gemm.py -k bgemm
 
 By default the whole-network test files in ``WHOLE_NETWORK_TESTS`` are left out (their kernels
 are the ones the kernel tests run, at sizes that take the simulator many minutes), and so are
@@ -34,6 +34,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from espresso_cl import registry  # noqa: E402  (plain data: no OpenCL is touched here)
+from espresso_cl.build import kernel_dir  # noqa: E402
+from espresso_cl.device import DeviceError, select_device  # noqa: E402
+from espresso_cl.tuning import INTEL_CPU_PROFILE, PROFILES  # noqa: E402
+
 OUT_DIR = ROOT / "artifacts" / "oclgrind"
 MARKERS = "not wheel and not no_oclgrind"
 WHOLE_NETWORK_TESTS = ["test_model.py", "test_io.py", "test_torch_import.py", "test_mnist.py"]
@@ -107,17 +113,15 @@ def _tail(path: Path, lines: int) -> str:
 
 
 def main(argv=None) -> int:
-    from espresso_cl.params import AVX512_PROFILE, INTEL_CPU_PROFILE, PROFILES
-    from espresso_cl.runtime import DeviceError, kernel_dir, select_device
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    # The AVX-512 profile is x86 machine code for PoCL (kernels/xnor_cpu.h): Oclgrind never
-    # compiles it, so it has nothing to simulate there. Intel's profile differs from "cpu"
-    # only in bgemm's block shape, which the cpu and gpu profiles' edge cases cover.
-    simulated = [name for name in PROFILES if name not in (AVX512_PROFILE, INTEL_CPU_PROFILE)]
+    # Profiles whose kernels hold x86 machine code are never compiled by Oclgrind: nothing to
+    # simulate. Intel's profile is tested where it runs (make test-intel); its kernels are the
+    # cpu and gpu profiles' kernels in other block shapes, whose edge cases those cover.
+    simulated = [name for name, profile in PROFILES.items()
+                 if profile.simulatable and name != INTEL_CPU_PROFILE]
     parser.add_argument("--profiles", default=",".join(simulated),
-                        help="comma-separated tuning profiles (default: all but "
-                             f"{AVX512_PROFILE} and {INTEL_CPU_PROFILE}: %(default)s)")
+                        help="comma-separated tuning profiles (default: the simulatable ones but "
+                             f"{INTEL_CPU_PROFILE}: %(default)s)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="pytest-xdist workers (default: CPU count, %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per profile")
@@ -162,11 +166,14 @@ def main(argv=None) -> int:
             launched.update(result["kernels"].read_text().split())
 
     found = defined_kernels(kernel_dir())
-    # Kernels named *_avx512 exist only as x86 AVX-512 machine code (the cpu-avx512 profile's
-    # ESPRESSO_AVX512 guard); Oclgrind's SPIR compiler never sees them. The PoCL test run
-    # covers them on AVX-512 CPUs.
-    machine_code = {name for name in found if name.endswith("_avx512")}
-    defined = found - machine_code
+    unregistered = sorted(found - registry.launch_names())
+    if unregistered:
+        failed = True
+        print("kernels no variant in espresso_cl/registry.py names:\n  " + "\n  ".join(unregistered))
+    # x86 AVX-512 machine code (the registry says which): Oclgrind's SPIR compiler never sees
+    # it. The PoCL test run covers it on AVX-512 CPUs.
+    defined = found & registry.simulatable_kernels()
+    machine_code = found - defined
     print(f"\n{len(launched & defined)} of {len(defined)} kernels launched under Oclgrind "
           f"(not simulated, x86 AVX-512 only: {', '.join(sorted(machine_code)) or 'none'})")
     if not args.no_coverage:
