@@ -6,7 +6,7 @@ import numpy as np
 
 from . import layers as L
 from . import ops
-from .plan import MODES, compile_plan, rows_view
+from .plan import MODES, compile_plan
 from .runtime import get_runtime
 from .tensor import Tensor
 
@@ -163,25 +163,19 @@ class Sequential:
             raise ValueError(f"predict_classes needs a flat output, the model gives {self.output_spec.shape}")
         return self._run(x, mode, batch_size, self._argmax)
 
-    def _as_float(self, out: Tensor) -> Tensor:
-        if out.kind == "float32":
-            return out
-        if out.kind == "bits":
-            return ops.unpack_sign(rows_view(out)).reshape(out.shape)
-        channels = out.shape[-1]
-        ones = Tensor.from_numpy(self.runtime, np.ones(channels, np.float32), "float32")
-        zeros = Tensor.from_numpy(self.runtime, np.zeros(channels, np.float32), "float32")
-        return ops.affine(out, ones, zeros)
+    @staticmethod
+    def _as_float(out: Tensor, plan) -> Tensor:
+        return out if out.kind == "float32" or plan.to_float is None else plan.to_float(out)
 
     def _download(self, out: Tensor, plan) -> np.ndarray:
         if out.kind == "float32" and plan.output_kind == "int":
             return np.rint(out.numpy()).astype(np.int32)  # float mode: exact integers
         if out.kind == "int32":
             return out.numpy()
-        return self._as_float(out).numpy()
+        return self._as_float(out, plan).numpy()
 
     def _argmax(self, out: Tensor, plan) -> np.ndarray:
-        return ops.argmax(self._as_float(out)).numpy()
+        return ops.argmax(self._as_float(out, plan)).numpy()
 
     # -- reporting --------------------------------------------------------------------------
     def summary(self, file=None) -> str:

@@ -112,30 +112,44 @@ class _Importer:
             bias = self.check_shape(layer, tensors, "bias", (weight_shape[0],), "one per output")
         return tensors, weight, bias
 
-    def dense(self, layer) -> None:
+    def linear_tensors(self, layer) -> tuple:
+        """(tensors, weight, bias) of a PyTorch Linear for a dense layer, in our column order."""
         features = layer.input_spec.shape[0]
         tensors, weight, bias = self.weights_and_bias(
             layer, "Linear", (layer.units, features), "(out_features, in_features) of a PyTorch Linear")
         if self.order is not None:
             weight = weight[:, self.order]
             self.order = None
-        self.set_weights(layer, tensors, weight, bias)
+        return tensors, weight, bias
 
-    def conv(self, layer) -> None:
+    def conv_tensors(self, layer) -> tuple:
+        """(tensors, weight, bias) of a PyTorch Conv2d for a conv layer, weight as (OC, KH, KW, C)."""
         kh, kw = layer.kernel_size
         channels = layer.input_spec.shape[2]
         tensors, weight, bias = self.weights_and_bias(
             layer, "Conv2d", (layer.filters, channels, kh, kw),
             "(out_channels, in_channels, kh, kw) of a PyTorch Conv2d")
-        self.set_weights(layer, tensors, weight.transpose(0, 2, 3, 1), bias)
+        return tensors, weight.transpose(0, 2, 3, 1), bias
 
-    def set_weights(self, layer, tensors, weight, bias) -> None:
-        if isinstance(layer, (BinaryDense, BinaryConv2D)):
-            self.set(layer, tensors, weight=weight)
-            if bias is not None:
-                self.pending_bias = (layer, tensors["bias"][0], bias)
-        else:
-            self.set(layer, tensors, **self.float_bias(layer, tensors, weight, bias))
+    def binary_weights(self, layer, tensors, weight, bias) -> None:
+        self.set(layer, tensors, weight=weight)
+        if bias is not None:
+            self.pending_bias = (layer, tensors["bias"][0], bias)
+
+    def float_weights(self, layer, tensors, weight, bias) -> None:
+        self.set(layer, tensors, **self.float_bias(layer, tensors, weight, bias))
+
+    def binary_dense(self, layer) -> None:
+        self.binary_weights(layer, *self.linear_tensors(layer))
+
+    def dense(self, layer) -> None:
+        self.float_weights(layer, *self.linear_tensors(layer))
+
+    def binary_conv2d(self, layer) -> None:
+        self.binary_weights(layer, *self.conv_tensors(layer))
+
+    def conv2d(self, layer) -> None:
+        self.float_weights(layer, *self.conv_tensors(layer))
 
     def float_bias(self, layer, tensors, weight, bias) -> dict:
         if layer.use_bias and bias is None:
@@ -164,6 +178,10 @@ class _Importer:
             self.pending_bias = None
         self.set(layer, tensors, **p)
 
+    def flatten(self, layer) -> None:
+        if len(layer.input_spec.shape) == 3:
+            self.order = _nhwc_order(layer.input_spec.shape)
+
     def run(self) -> Sequential:
         for layer in self.model.layers:
             if self.pending_bias is not None and not isinstance(layer, (MaxPool2D, BatchNorm)):
@@ -171,14 +189,9 @@ class _Importer:
                 raise self.fail(source, f"tensor {key!r}: binary layers have no bias; a BatchNorm must "
                                         f"follow (max-pooling between is fine) to absorb it, but "
                                         f"{layer.name!r} ({layer.type_name}) follows")
-            if isinstance(layer, (BinaryDense, Dense)):
-                self.dense(layer)
-            elif isinstance(layer, (BinaryConv2D, Conv2D)):
-                self.conv(layer)
-            elif isinstance(layer, BatchNorm):
-                self.batch_norm(layer)
-            elif isinstance(layer, Flatten) and len(layer.input_spec.shape) == 3:
-                self.order = _nhwc_order(layer.input_spec.shape)
+            importer = _importer_of(layer)
+            if importer is not None:
+                importer(self, layer)
             elif layer.param_shapes():
                 raise self.fail(layer, "has parameters but no PyTorch counterpart is known")
         if self.pending_bias is not None:
@@ -190,6 +203,22 @@ class _Importer:
             raise StateDictError(f"the state_dict has tensors no layer takes (after layer "
                                  f"{self.model.layers[-1].name!r}): {left}")
         return self.model
+
+
+# What each layer type takes from the state_dict (or, for Flatten, how it reorders what follows).
+IMPORTERS = {
+    BinaryDense: _Importer.binary_dense,
+    Dense: _Importer.dense,
+    BinaryConv2D: _Importer.binary_conv2d,
+    Conv2D: _Importer.conv2d,
+    BatchNorm: _Importer.batch_norm,
+    Flatten: _Importer.flatten,
+}
+
+
+def _importer_of(layer):
+    """The importer of ``layer``'s type, or of the nearest base class that has one."""
+    return next((IMPORTERS[cls] for cls in type(layer).__mro__ if cls in IMPORTERS), None)
 
 
 def load_state_dict(model: Sequential, state_dict) -> Sequential:

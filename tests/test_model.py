@@ -127,8 +127,12 @@ def test_fused_dense_threshold_on_cpu_profiles(profiled_runtime, rng, monkeypatc
     bitplane_threshold_avx512 launch on the AVX-512 profile; all match the reference."""
     from collections import defaultdict
 
-    from espresso_cl import ops
+    from espresso_cl import registry
     from espresso_cl.ops import launch
+    from espresso_cl.plan import Planner
+
+    def kernel(op):  # the kernel this profile launches for op
+        return registry.select(op, profiled_runtime.profile).kernel
 
     layers = [ec.BinaryDense(70), ec.BatchNorm(), ec.Sign(),
               ec.BinaryDense(65), ec.BatchNorm(), ec.Sign(),
@@ -138,27 +142,29 @@ def test_fused_dense_threshold_on_cpu_profiles(profiled_runtime, rng, monkeypatc
                           runtime=profiled_runtime).initialize(9)
     set_some_gammas_zero(model, rng)
     x = pixels(rng, 3, (100,))
-    # Count launches: launch() records every kernel's time while PROFILE is set.
-    monkeypatch.setattr(launch, "PROFILE", True)
+    # Count launches: launch() records every kernel's time while TIMING is set.
+    monkeypatch.setattr(launch, "TIMING", True)
     monkeypatch.setattr(launch, "kernel_times", defaultdict(list))
     check_against_reference(model, x, "binary")
     counts = {name: len(times) for name, times in launch.kernel_times.items()}
     labels = [label for label, _ in model._plan("binary").steps]
     names = [layer.name for layer in model.layers]
     fused_labels = [" + ".join(names[3:6]), " + ".join(names[6:8])]
-    if ops.supports_fused_threshold(profiled_runtime):
+    planner = Planner(profiled_runtime, "binary")
+    if planner.fuses_dense_threshold():
         assert all(label in labels for label in fused_labels), labels
-        assert counts.get("bgemm_threshold") == 2 and counts.get("bgemm") == 1, counts
-        if ops.supports_bitplane_threshold(profiled_runtime):
+        assert counts.get(kernel("bgemm_threshold")) == 2 and counts.get(kernel("bgemm")) == 1, counts
+        if planner.fuses_bitplane_threshold():
             # The first (bit-plane) layer's threshold is in its launch too: no threshold_pack.
             assert " + ".join(names[0:3]) in labels, labels
-            assert counts.get("bitplane_threshold_avx512") == 1, counts
-            assert "threshold_pack" not in counts and "bitplane_conv2d_avx512" not in counts, counts
+            assert counts.get(kernel("bitplane_conv2d_threshold")) == 1, counts
+            assert "threshold_pack" not in counts and kernel("bitplane_conv2d") not in counts, counts
         else:
             assert counts.get("threshold_pack") == 1, counts  # after the first (bit-plane) layer
     else:
         assert not any(label in labels for label in fused_labels), labels
-        assert "bgemm_threshold" not in counts and counts.get("threshold_pack") == 3, counts
+        fusing = {v.kernel for v in registry.VARIANTS if v.fuses_threshold}
+        assert not fusing & set(counts) and counts.get("threshold_pack") == 3, counts
     check_against_reference(model, x, "float")
 
 

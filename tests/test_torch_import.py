@@ -9,7 +9,8 @@ import pytest
 import espresso_cl as ec
 from espresso_cl.reference.conv import conv2d
 from espresso_cl.reference.network import forward
-from espresso_cl.torch_import import StateDictError, load_state_dict
+from espresso_cl.layers import LAYER_TYPES, Layer
+from espresso_cl.torch_import import IMPORTERS, StateDictError, load_state_dict
 
 INPUT_SHAPE = (8, 6, 2)  # NHWC; PyTorch sees (2, 8, 6)
 
@@ -175,6 +176,32 @@ def test_bad_values(rng):
     sd = torch_layout(rng)
     sd["0.weight"] = np.ones((6, 2, 3, 3), np.int64)
     expect_error(small_cnn(), sd, "'0_binary_conv2d'", "'0.weight'", "floating point")
+
+
+def test_importers_cover_every_layer_type_with_parameters():
+    """One table says what each layer type takes from a state_dict; none is left out."""
+    with_params = {cls for cls in LAYER_TYPES.values() if cls.param_shapes is not Layer.param_shapes}
+    assert with_params <= set(IMPORTERS), with_params - set(IMPORTERS)
+
+
+def test_subclass_imports_as_its_base_and_unknown_parameters_fail(rng):
+    class WideDense(ec.Dense):
+        pass
+
+    class Scale(Layer):
+        type_name = "scale"
+
+        def _infer(self, spec):
+            return spec
+
+        def param_shapes(self):
+            return {"scale": self.input_spec.shape}
+
+    model = ec.Sequential([WideDense(3)], input_shape=(4,))
+    sd = {"0.weight": rng.standard_normal((3, 4)), "0.bias": rng.standard_normal(3)}
+    load_state_dict(model, sd)
+    np.testing.assert_array_equal(model.layers[0].params()["bias"], sd["0.bias"].astype(np.float32))
+    expect_error(ec.Sequential([Scale()], input_shape=(4,)), {}, "'0_scale'", "no PyTorch counterpart")
 
 
 def test_matches_pytorch(runtime, rng):

@@ -8,16 +8,5 @@ from .pool import maxpool, maxpool_bits
 
 __all__ = ["bgemm", "bgemm_threshold", "fgemm", "pack_sign", "threshold", "unpack_sign",
            "bconv2d", "fconv2d", "bitplane_conv2d", "bitplane_conv2d_threshold",
-           "maxpool", "maxpool_bits", "affine", "sign_float", "softmax", "argmax",
-           "supports_fused_threshold", "supports_bitplane_threshold"]
+           "maxpool", "maxpool_bits", "affine", "sign_float", "softmax", "argmax"]
 
-
-# TEMPORARY until plan.py asks the registry (removed before commit).
-def supports_fused_threshold(runtime) -> bool:
-    from .. import registry
-    return registry.can_run("bgemm_threshold", runtime.profile)
-
-
-def supports_bitplane_threshold(runtime) -> bool:
-    from .. import registry
-    return registry.can_run("bitplane_conv2d_threshold", runtime.profile)

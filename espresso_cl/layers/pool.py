@@ -1,0 +1,62 @@
+"""Max-pooling (:class:`MaxPool2D`), NHWC; on packed bits in binary mode."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .. import float_program as fp
+from ..fusion import pool_batch_norm_sign
+from ..geometry import PADDINGS, ConvGeometry
+from ..reference import maxpool
+from .base import Layer
+from .window import size_pair, window_geometry
+
+
+class MaxPool2D(Layer):
+    """Max-pooling over (ph, pw) windows, NHWC; the kind is kept (pm1 pools on packed bits)."""
+
+    type_name = "maxpool2d"
+
+    def __init__(self, pool_size=2, stride=None, padding="valid", name=None):
+        super().__init__(name)
+        self.kernel_size = size_pair(pool_size)
+        self.stride = int(stride) if stride is not None else self.kernel_size[0]
+        if self.stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.padding = padding
+
+    def _config(self):
+        return {"pool_size": list(self.kernel_size), "stride": self.stride, "padding": self.padding}
+
+    def _infer(self, spec):
+        if spec.kind == "uint8":
+            raise self._fail("pooling raw uint8 input is not supported; pool after the first layer")
+        geom = window_geometry(self, spec)
+        return replace(spec, shape=(geom.oh, geom.ow, spec.shape[2]))
+
+    def geometry(self) -> ConvGeometry:
+        return window_geometry(self, self.input_spec)
+
+    def plan(self, planner, following):
+        spec = self.input_spec
+        folded = pool_batch_norm_sign(self, following)
+        if folded and planner.binary:
+            # Threshold first, then pool the bits: AND where the folded test is flipped.
+            threshold, flip = planner.threshold(spec, folded, packed=True)
+            return planner.chain(threshold, planner.pool_bits(self, flip)), folded.consumed
+        if folded:
+            threshold, _ = planner.threshold(spec, folded, packed=False)
+            return planner.chain(planner.pool(self), threshold), folded.consumed
+        if spec.kind == "pm1" and planner.binary:
+            return planner.pool_bits(self, np.zeros(spec.shape[-1], np.int32)), 1
+        return planner.pool(self), 1
+
+    def reference_forward(self, value):
+        return maxpool(value, self.kernel_size, self.stride, self.padding)
+
+    def float_ops(self, following):
+        return [fp.MaxPool(self.geometry())], 1
