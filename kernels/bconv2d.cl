@@ -12,10 +12,9 @@
  * pixels included, so that the convolution reads every window row as one run of KW * CW
  * words with no bounds test (the launcher skips it when nothing is padded).
  *
- * The CPU profiles run the two other paths at the end of this file instead: window rows
- * (bconv2d_im2col) multiplied by bgemm.cl and a border fix-up, or, on AVX-512 CPUs with zero
- * padding, bconv2d_avx512 (one kernel on xnor_cpu.h's vectors; it uses that header's
- * XNOR_LOAD, XNOR_LOAD_TAIL, XNOR_POPC, XNOR_REDUCE8, xnor_v8q and XNOR_CPU_TARGET).
+ * The CPU profiles run two other paths instead: window rows (bconv2d_im2col.cl) multiplied by
+ * the XNOR GEMM and a border fix-up, or, on AVX-512 CPUs with zero padding, bconv2d_avx512.cl
+ * (one kernel on xnor_cpu.h's AVX-512 vectors and tile steps).
  */
 #include "common.h"
 #include "tiles.h"
@@ -57,8 +56,7 @@ void bconv2d(const int N, const int H, const int W, const int C,
              __global const word_t *restrict w,
              __global int *restrict out)
 {
-    const int tx = get_local_id(0), ty = get_local_id(1);
-    const int boc = get_group_id(0) * BN, bp = get_group_id(1) * BM;
+    TILE_ITEM(bp, boc);
     const int NP = N * OH * OW, RUN = KW * CW, KQ = KH * RUN;
     const size_t ROW = (size_t)XW * CW;
 
@@ -75,73 +73,34 @@ void bconv2d(const int N, const int H, const int W, const int C,
         iy0[i] = oy * stride - pad_top;
         ix0[i] = ox * stride - pad_left;
     }
+    /* min(), not TILE_COLS's conditional: with that, ptxas gives this kernel 72 registers on
+     * sm_90 instead of 59, past the 64 that fit 4 work-groups per SM. */
     const __global word_t *wrow[TN];
     #pragma unroll
     for (int j = 0; j < TN; ++j)
         wrow[j] = w + (size_t)min(boc + tx + j * WG_N, OC - 1) * KQ;
 
     int acc[TM][TN];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            acc[i][j] = 0;
+    TILE_EACH(acc[i][j] = 0);
 
 #if USE_LOCAL
-    __local word_t As[BM][TK_PAD];
-    __local word_t Bs[BN][TK_PAD];
-    __local size_t lstart[BM];
-    if (tx == 0)
-        for (int i = 0; i < TM; ++i)
-            lstart[ty + i * WG_M] = start[i];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int lid = ty * WG_N + tx;
-    for (int q0 = 0; q0 < KQ; q0 += TK) {
-        /* Words past KQ are 0 in both tiles: 0 ^ 0 adds nothing. */
-        for (int idx = lid; idx < BM * TK; idx += WG_M * WG_N) {
-            const int r = idx / TK, c = idx % TK, q = q0 + c, ky = q / RUN;
-            As[r][c] = q < KQ ? framed[lstart[r] + ky * ROW + (q - ky * RUN)] : (word_t)0;
-        }
-        for (int idx = lid; idx < BN * TK; idx += WG_M * WG_N) {
-            const int r = idx / TK, c = idx % TK, q = q0 + c, oc = boc + r;
-            Bs[r][c] = (oc < OC && q < KQ) ? w[(size_t)oc * KQ + q] : (word_t)0;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int kk = 0; kk < TK; ++kk) {
-            word_t a[TM], b[TN];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i) a[i] = As[ty + i * WG_M][kk];
-            #pragma unroll
-            for (int j = 0; j < TN; ++j) b[j] = Bs[tx + j * WG_N][kk];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                #pragma unroll
-                for (int j = 0; j < TN; ++j)
-                    acc[i][j] += POPC(a[i] ^ b[j]);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    TILE_SHARE_ROWS(size_t, lstart, start);
+    TILE_LOCAL_LOOP(word_t, acc, KQ,
+                    k < KQ ? framed[lstart[r] + k / RUN * ROW + k % RUN] : (word_t)0,
+                    boc + r < OC && k < KQ ? w[(size_t)(boc + r) * KQ + k] : (word_t)0,
+                    XNOR_COUNT);
 #else
     for (int ky = 0; ky < KH; ++ky) {
         const __global word_t *xr[TM];
         #pragma unroll
         for (int i = 0; i < TM; ++i) xr[i] = framed + start[i] + ky * ROW;
         const int wq = ky * RUN;
-        for (int q = 0; q < RUN; ++q) {
-            word_t a[TM], b[TN];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i) a[i] = xr[i][q];
-            #pragma unroll
-            for (int j = 0; j < TN; ++j) b[j] = wrow[j][wq + q];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                #pragma unroll
-                for (int j = 0; j < TN; ++j)
-                    acc[i][j] += POPC(a[i] ^ b[j]);
-        }
+        for (int q = 0; q < RUN; ++q)
+            TILE_STEP(word_t, acc, xr[i][q], wrow[j][wq + q], XNOR_COUNT);
     }
 #endif
 
+    int taps[TM];
     #pragma unroll
     for (int i = 0; i < TM; ++i) {
         /* Rows [ya, ya + ry) and columns [xa, xa + rx) of the window lie inside the image. */
@@ -162,13 +121,7 @@ void bconv2d(const int N, const int H, const int W, const int C,
                             acc[i][j] -= POPC(wrow[j][wq + k]);
                 }
             }
-        const int taps = one_pad ? KH * KW : ry * rx;
-        const int p = bp + ty + i * WG_M;
-        #pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            const int oc = boc + tx + j * WG_N;
-            if (p < NP && oc < OC)
-                out[(size_t)p * OC + oc] = taps * C - 2 * acc[i][j];
-        }
+        taps[i] = one_pad ? KH * KW : ry * rx;
     }
+    TILE_STORE(out, NP, OC, bp, boc, taps[i] * C - 2 * acc[i][j]);
 }

@@ -1,7 +1,7 @@
 /* Binary convolution in one kernel on x86-64 CPUs with AVX-512 VPOPCNTDQ, zero padding.
- * x, w and out as bconv2d.cl; the launcher is espresso_cl/ops/conv.py. It uses xnor_cpu.h's
- * XNOR_LOAD, XNOR_LOAD_TAIL, XNOR_POPC, XNOR_REDUCE8, xnor_v8q and XNOR_CPU_TARGET; elsewhere
- * (another compiler or CPU) the file holds no kernel.
+ * x, w and out as bconv2d.cl; the launcher is espresso_cl/ops/conv.py. It builds on xnor_cpu.h's
+ * AVX-512 vectors, loads and tile steps (XNOR_STEP8, XNOR_REDUCE_TILE); elsewhere (another
+ * compiler or CPU) the file holds no kernel.
  */
 #include "common.h"
 #include "xnor_cpu.h"
@@ -20,7 +20,7 @@
 #endif
 
 #define XCONV_MASKZ_POPC(m, v) \
-    __builtin_ia32_selectq_512((m), XNOR_POPC(v), (xnor_v8q){0, 0, 0, 0, 0, 0, 0, 0})
+    __builtin_ia32_selectq_512((m), XNOR_POPC(v), XNOR_V8Q_ZERO)
 
 /* Words [lo, hi) of a run, as the lanes of the 8-word chunk starting at word k0. No clamp():
  * PoCL's builtins are calls, and a call here would spill every accumulator. */
@@ -46,44 +46,22 @@ XNOR_CPU_TARGET void xconv_tile_##R##x8(const __global ulong *x, const long *px,
                                         __private int *out)                                  \
 {                                                                                            \
     const int KQ = KH * RUN;                                                                 \
-    const __global ulong *bc[8];                                                             \
-    for (int j = 0; j < 8; ++j)                                                              \
-        bc[j] = b + (size_t)(j < ncols ? j : ncols - 1) * KQ;                                \
+    XNOR_COLUMNS(bc, 8, b, ncols, KQ);                                                       \
     xnor_v8q s[R][8];                                                                        \
-    _Pragma("unroll")                                                                        \
-    for (int i = 0; i < R; ++i)                                                              \
-        _Pragma("unroll")                                                                    \
-        for (int j = 0; j < 8; ++j)                                                          \
-            s[i][j] = (xnor_v8q){0, 0, 0, 0, 0, 0, 0, 0};                                    \
+    BLOCK_EACH(R, 8, s[i][j] = XNOR_V8Q_ZERO);                                               \
     if (interior) {                                                                          \
         /* Every tap inside the image: bgemm's loop over each window row. */                 \
         _Pragma("nounroll")                                                                  \
         for (int ky = 0; ky < KH; ++ky) {                                                    \
             int k0 = 0;                                                                      \
             _Pragma("nounroll")                                                              \
-            for (; k0 + 8 <= RUN; k0 += 8) {                                                 \
-                xnor_v8q va[R];                                                              \
-                _Pragma("unroll")                                                            \
-                for (int i = 0; i < R; ++i) va[i] = XNOR_LOAD(x + (px[i] + ky * ROW + k0));  \
-                _Pragma("unroll")                                                            \
-                for (int j = 0; j < 8; ++j) {                                                \
-                    const xnor_v8q vb = XNOR_LOAD(bc[j] + ky * RUN + k0);                    \
-                    _Pragma("unroll")                                                        \
-                    for (int i = 0; i < R; ++i) s[i][j] += XNOR_POPC(va[i] ^ vb);            \
-                }                                                                            \
-            }                                                                                \
+            for (; k0 + 8 <= RUN; k0 += 8)                                                   \
+                XNOR_STEP8(R, s, XNOR_LOAD(x + (px[i] + ky * ROW + k0)),                     \
+                           XNOR_LOAD(bc[j] + ky * RUN + k0));                                \
             if (k0 < RUN) {                                                                  \
-                const unsigned char tail = (unsigned char)((1u << (RUN - k0)) - 1u);         \
-                xnor_v8q va[R];                                                              \
-                _Pragma("unroll")                                                            \
-                for (int i = 0; i < R; ++i)                                                  \
-                    va[i] = XNOR_LOAD_TAIL(x + (px[i] + ky * ROW + k0), tail);               \
-                _Pragma("unroll")                                                            \
-                for (int j = 0; j < 8; ++j) {                                                \
-                    const xnor_v8q vb = XNOR_LOAD_TAIL(bc[j] + ky * RUN + k0, tail);         \
-                    _Pragma("unroll")                                                        \
-                    for (int i = 0; i < R; ++i) s[i][j] += XNOR_POPC(va[i] ^ vb);            \
-                }                                                                            \
+                const unsigned char tail = XNOR_TAIL_MASK(RUN - k0);                         \
+                XNOR_STEP8(R, s, XNOR_LOAD_TAIL(x + (px[i] + ky * ROW + k0), tail),          \
+                           XNOR_LOAD_TAIL(bc[j] + ky * RUN + k0, tail));                     \
             }                                                                                \
         }                                                                                    \
     } else                                                                                   \
@@ -112,8 +90,7 @@ XNOR_CPU_TARGET void xconv_tile_##R##x8(const __global ulong *x, const long *px,
             }                                                                                \
         }                                                                                    \
     }                                                                                        \
-    _Pragma("unroll")                                                                        \
-    for (int i = 0; i < R; ++i) XNOR_REDUCE8(out + 8 * i, s[i]);                             \
+    XNOR_REDUCE_TILE(R, out, s);                                                             \
 }
 
 XCONV_TILE(3)

@@ -16,75 +16,23 @@ void bgemm(const int M, const int N, const int KW, const int K,
            __global const word_t *restrict B,
            __global int *restrict C)
 {
-    const int tx = get_local_id(0), ty = get_local_id(1);
-    const int bn = get_group_id(0) * BN, bm = get_group_id(1) * BM;
+    TILE_ITEM(bm, bn);
     int acc[TM][TN];
-    for (int i = 0; i < TM; ++i)
-        for (int j = 0; j < TN; ++j)
-            acc[i][j] = 0;
+    TILE_EACH(acc[i][j] = 0);
 
 #if USE_LOCAL
-    __local word_t As[BM][TK_PAD];
-    __local word_t Bs[BN][TK_PAD];
-    const int lid = ty * WG_N + tx;
-    for (int k0 = 0; k0 < KW; k0 += TK) {
-        /* Tiles past the edge are filled with 0 words: 0 ^ 0 adds nothing. */
-        for (int idx = lid; idx < BM * TK; idx += WG_M * WG_N) {
-            const int r = idx / TK, c = idx % TK;
-            const int gm = bm + r, gk = k0 + c;
-            As[r][c] = (gm < M && gk < KW) ? A[(size_t)gm * KW + gk] : (word_t)0;
-        }
-        for (int idx = lid; idx < BN * TK; idx += WG_M * WG_N) {
-            const int r = idx / TK, c = idx % TK;
-            const int gn = bn + r, gk = k0 + c;
-            Bs[r][c] = (gn < N && gk < KW) ? B[(size_t)gn * KW + gk] : (word_t)0;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int kk = 0; kk < TK; ++kk) {
-            word_t a[TM], b[TN];
-            for (int i = 0; i < TM; ++i) a[i] = As[ty + i * WG_M][kk];
-            for (int j = 0; j < TN; ++j) b[j] = Bs[tx + j * WG_N][kk];
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j)
-                    acc[i][j] += POPC(a[i] ^ b[j]);
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    TILE_LOCAL_LOOP(word_t, acc, KW,
+                    bm + r < M && k < KW ? A[(size_t)(bm + r) * KW + k] : (word_t)0,
+                    bn + r < N && k < KW ? B[(size_t)(bn + r) * KW + k] : (word_t)0,
+                    XNOR_COUNT);
 #else
-    /* Rows past the edge read row M-1 / N-1 (in bounds); their results are not stored.
-     * (Conditionals, not min(): PoCL calls its builtins instead of inlining them.) */
     const __global word_t *arow[TM];
     const __global word_t *brow[TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i) {
-        const int m = bm + ty + i * WG_M;
-        arow[i] = A + (size_t)(m < M ? m : M - 1) * KW;
-    }
-#pragma unroll
-    for (int j = 0; j < TN; ++j) {
-        const int n = bn + tx + j * WG_N;
-        brow[j] = B + (size_t)(n < N ? n : N - 1) * KW;
-    }
-    for (int k = 0; k < KW; ++k) {
-        word_t a[TM], b[TN];
-#pragma unroll
-        for (int i = 0; i < TM; ++i) a[i] = arow[i][k];
-#pragma unroll
-        for (int j = 0; j < TN; ++j) b[j] = brow[j][k];
-#pragma unroll
-        for (int i = 0; i < TM; ++i)
-#pragma unroll
-            for (int j = 0; j < TN; ++j)
-                acc[i][j] += POPC(a[i] ^ b[j]);
-    }
+    TILE_ROWS(arow, A, bm, M, KW);
+    TILE_COLS(brow, B, bn, N, KW);
+    for (int k = 0; k < KW; ++k)
+        TILE_STEP(word_t, acc, arow[i][k], brow[j][k], XNOR_COUNT);
 #endif
 
-    for (int i = 0; i < TM; ++i) {
-        const int m = bm + ty + i * WG_M;
-        for (int j = 0; j < TN; ++j) {
-            const int n = bn + tx + j * WG_N;
-            if (m < M && n < N)
-                C[(size_t)m * N + n] = K - 2 * acc[i][j];
-        }
-    }
+    TILE_STORE(C, M, N, bm, bn, K - 2 * acc[i][j]);
 }

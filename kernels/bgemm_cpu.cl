@@ -13,26 +13,37 @@
 #error "TM and TN are set by the host: espresso_cl/tuning.py (BinaryGemm.tiles)"
 #endif
 
+/* The work-item's block: rows [bm, mend) and columns [bn, nend) of C. A64, B64: A and B as
+ * rows of kw 64-bit words (KW counts word_t, WORD_SPAN / 2 of them per 64 bits). */
+#define BGEMM_CPU_BLOCK()                                                                   \
+    const int bm = get_group_id(1) * TM, bn = get_group_id(0) * TN;                         \
+    const int mend = M < bm + TM ? M : bm + TM, nend = N < bn + TN ? N : bn + TN;           \
+    const int kw = KW * WORD_SPAN / 2;                                                      \
+    const __global ulong *A64 = (const __global ulong *)A, *B64 = (const __global ulong *)B
+
+/* Counts of rows [m, m + rows) x columns [n, n + cols) into out: rows is XNOR_TR, or 1 for
+ * the last rows of a block. */
+#define BGEMM_CPU_TILE(m, rows, n, cols, out) do {                                          \
+        const __global ulong *a_ = A64 + (size_t)(m) * kw, *b_ = B64 + (size_t)(n) * kw;    \
+        if ((rows) == XNOR_TR)                                                              \
+            xnor_tile(a_, kw, b_, kw, cols, kw, out);                                       \
+        else                                                                                \
+            xnor_tile_row(a_, kw, b_, kw, cols, kw, out);                                   \
+    } while (0)
+
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void bgemm_cpu(const int M, const int N, const int KW, const int K,
            __global const word_t *restrict A,
            __global const word_t *restrict B,
            __global int *restrict C)
 {
-    const int bm = get_group_id(1) * TM, bn = get_group_id(0) * TN;
-    const int mend = M < bm + TM ? M : bm + TM, nend = N < bn + TN ? N : bn + TN;
-    /* Rows as 64-bit words: KW counts word_t, WORD_SPAN / 2 of them per 64 bits. */
-    const int kw = KW * WORD_SPAN / 2;
-    const __global ulong *A64 = (const __global ulong *)A, *B64 = (const __global ulong *)B;
+    BGEMM_CPU_BLOCK();
     int out[XNOR_TR * XNOR_TC];
     for (int m = bm; m < mend;) {
         const int rows = mend - m >= XNOR_TR ? XNOR_TR : 1;
         for (int n = bn; n < nend; n += XNOR_TC) {
             const int cols = nend - n < XNOR_TC ? nend - n : XNOR_TC;
-            if (rows == XNOR_TR)
-                xnor_tile(A64 + (size_t)m * kw, kw, B64 + (size_t)n * kw, kw, cols, kw, out);
-            else
-                xnor_tile_row(A64 + (size_t)m * kw, kw, B64 + (size_t)n * kw, kw, cols, kw, out);
+            BGEMM_CPU_TILE(m, rows, n, cols, out);
             for (int i = 0; i < rows; ++i)
                 for (int j = 0; j < cols; ++j)
                     C[(size_t)(m + i) * N + n + j] = K - 2 * out[XNOR_TC * i + j];
@@ -84,10 +95,7 @@ void bgemm_cpu_threshold(const int M, const int N, const int KW, const int K, co
                      __global const int *restrict flip,
                      __global uint *restrict C)
 {
-    const int bm = get_group_id(1) * TM, bn = get_group_id(0) * TN;
-    const int mend = M < bm + TM ? M : bm + TM, nend = N < bn + TN ? N : bn + TN;
-    const int kw = KW * WORD_SPAN / 2;
-    const __global ulong *A64 = (const __global ulong *)A, *B64 = (const __global ulong *)B;
+    BGEMM_CPU_BLOCK();
     /* Per column of the block: the bound on the count; per word: flips and columns < N. */
     int bound[TN];
     uint flips[TN / 32], valid[TN / 32];
@@ -113,10 +121,7 @@ void bgemm_cpu_threshold(const int M, const int N, const int KW, const int K, co
             for (int i = 0; i < XNOR_TR; ++i) bits[i] = 0u;
             for (int n = n0; n < wend; n += XNOR_TC) {
                 const int cols = wend - n < XNOR_TC ? wend - n : XNOR_TC;
-                if (rows == XNOR_TR)
-                    xnor_tile(A64 + (size_t)m * kw, kw, B64 + (size_t)n * kw, kw, cols, kw, out);
-                else
-                    xnor_tile_row(A64 + (size_t)m * kw, kw, B64 + (size_t)n * kw, kw, cols, kw, out);
+                BGEMM_CPU_TILE(m, rows, n, cols, out);
                 for (int i = 0; i < rows; ++i)
                     bits[i] |= TILE_ROW_BITS(out + XNOR_TC * i, bound + (n - bn)) << (n - n0);
             }

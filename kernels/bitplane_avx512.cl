@@ -25,14 +25,8 @@ XNOR_CPU_TARGET void bitplane_tile_2x32(const __global ulong *x0, const __global
 {
     const __global ulong *xr[2] = {x0, x1};
     xnor_v8q s[2][4];
-    long ones[2];
-    _Pragma("unroll")
-    for (int i = 0; i < 2; ++i) {
-        ones[i] = 0;
-        _Pragma("unroll")
-        for (int j = 0; j < 4; ++j)
-            s[i][j] = (xnor_v8q){0, 0, 0, 0, 0, 0, 0, 0};
-    }
+    long ones[2] = {0, 0};
+    BLOCK_EACH(2, 4, s[i][j] = XNOR_V8Q_ZERO);
     _Pragma("nounroll")
     for (int k = 0; k < CW; ++k) {
         xnor_v8q wv[4];

@@ -1,4 +1,5 @@
-/* espresso_cl binary conventions, written once.
+/* espresso_cl binary conventions, and the register-block loops of every GEMM-shaped kernel,
+ * written once.
  *
  *  - sign(x) = +1 for x >= 0 (sign(0) = +1), -1 otherwise.
  *  - A set bit means +1, a clear bit means -1.
@@ -41,5 +42,57 @@ typedef uint word_t;
 #else
 #define POPC(x) ((int)popcount(x))
 #endif
+
+/* The loops of a register block (an R x NC block of accumulators acc[i][j]), shared by the
+ * tiled kernels (through tiles.h) and the CPU micro-kernels (xnor_cpu.h, float_cpu.h,
+ * bconv2d_avx512.cl). Macros rather than functions: the accumulators must stay in registers,
+ * and a function taking them by pointer relies on every compiler inlining it (PoCL calls what
+ * it does not inline); the AVX-512 micro-kernels could not call one across their target
+ * attribute either. Every loop over a block is unrolled: PoCL leaves such loops rolled,
+ * accumulators in memory, unless told to.
+ *
+ * Expression arguments are written in the macros' loop variables, i (block row) and j (block
+ * column). OP(x, y) is a macro giving one term of a product: XNOR_COUNT, PRODUCT or a
+ * micro-kernel's own. Names ending in _ are the macros' own. */
+
+/* The XNOR-popcount term of two words, the count of differing bits; a dot product's term. */
+#define XNOR_COUNT(x, y) POPC((x) ^ (y))
+#define PRODUCT(x, y) ((x) * (y))
+
+/* STMT for every (i, j) of an R x NC block. */
+#define BLOCK_EACH(R, NC, ...)                                                                \
+    _Pragma("unroll")                                                                         \
+    for (int i = 0; i < (R); ++i)                                                             \
+        _Pragma("unroll")                                                                     \
+        for (int j = 0; j < (NC); ++j) {                                                      \
+            __VA_ARGS__;                                                                      \
+        }
+
+/* One step along K of an R x NC block of scalars of type T: all of a row's values (A_AT, in i)
+ * and a column's (B_AT, in j) loaded, then acc[i][j] += OP(row i's, column j's). */
+#define BLOCK_STEP(T, R, NC, acc, A_AT, B_AT, OP)                                             \
+    {                                                                                         \
+        T a_[R], b_[NC];                                                                      \
+        _Pragma("unroll")                                                                     \
+        for (int i = 0; i < (R); ++i) a_[i] = (A_AT);                                         \
+        _Pragma("unroll")                                                                     \
+        for (int j = 0; j < (NC); ++j) b_[j] = (B_AT);                                        \
+        BLOCK_EACH(R, NC, acc[i][j] += OP(a_[i], b_[j]))                                      \
+    }
+
+/* The same on vectors of type V, one column vector at a time: R + 1 vectors live beside the
+ * R x NC accumulators, which is what lets the CPU tiles keep them all in registers. */
+#define VBLOCK_STEP(V, R, NC, acc, A_AT, B_AT, OP)                                            \
+    {                                                                                         \
+        V a_[R];                                                                              \
+        _Pragma("unroll")                                                                     \
+        for (int i = 0; i < (R); ++i) a_[i] = (A_AT);                                         \
+        _Pragma("unroll")                                                                     \
+        for (int j = 0; j < (NC); ++j) {                                                      \
+            const V b_ = (B_AT);                                                              \
+            _Pragma("unroll")                                                                 \
+            for (int i = 0; i < (R); ++i) acc[i][j] += OP(a_[i], b_);                         \
+        }                                                                                     \
+    }
 
 #endif

@@ -16,7 +16,6 @@
  * (TN = 6, TM <= 4) with the KH window rows as its segments.
  */
 #include "tiles.h"
-#include "float_kv.h"
 #include "float_cpu.h"
 
 
@@ -72,8 +71,7 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
              __global const float *restrict w,
              __global float *restrict out)
 {
-    const int tx = get_local_id(0), ty = get_local_id(1);
-    const int boc = get_group_id(0) * BN, bp = get_group_id(1) * BM;
+    TILE_ITEM(bp, boc);
     const int NP = N * OH * OW, RUN = KW * C, KQ = KH * RUN;
     const size_t ROW = (size_t)XW * C;
 
@@ -87,71 +85,28 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
     }
 
     float acc[TM][TN];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            acc[i][j] = 0.0f;
+    TILE_EACH(acc[i][j] = 0.0f);
 
 #if USE_LOCAL
-    __local float As[BM][TK_PAD];
-    __local float Bs[BN][TK_PAD];
-    __local size_t lstart[BM];
-    if (tx == 0)
-        for (int i = 0; i < TM; ++i)
-            lstart[ty + i * WG_M] = start[i];
-    barrier(CLK_LOCAL_MEM_FENCE);
-    const int lid = ty * WG_N + tx;
-    for (int q0 = 0; q0 < KQ; q0 += TK) {
-        for (int idx = lid; idx < BM * TK; idx += WG_M * WG_N) {
-            const int r = idx / TK, c = idx % TK, q = q0 + c, ky = q / RUN;
-            As[r][c] = q < KQ ? framed[lstart[r] + ky * ROW + (q - ky * RUN)] : 0.0f;
-        }
-        for (int idx = lid; idx < BN * TK; idx += WG_M * WG_N) {
-            const int r = idx / TK, c = idx % TK, q = q0 + c, oc = boc + r;
-            Bs[r][c] = (oc < OC && q < KQ) ? w[(size_t)oc * KQ + q] : 0.0f;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int kk = 0; kk < TK; ++kk) {
-            float a[TM], b[TN];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i) a[i] = As[ty + i * WG_M][kk];
-            #pragma unroll
-            for (int j = 0; j < TN; ++j) b[j] = Bs[tx + j * WG_N][kk];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                #pragma unroll
-                for (int j = 0; j < TN; ++j)
-                    acc[i][j] += a[i] * b[j];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    TILE_SHARE_ROWS(size_t, lstart, start);
+    TILE_LOCAL_LOOP(float, acc, KQ,
+                    k < KQ ? framed[lstart[r] + k / RUN * ROW + k % RUN] : 0.0f,
+                    boc + r < OC && k < KQ ? w[(size_t)(boc + r) * KQ + k] : 0.0f,
+                    PRODUCT);
 #else
     const __global float *wrow[TN];
-    #pragma unroll
-    for (int j = 0; j < TN; ++j) {
-        const int oc = boc + tx + j * WG_N;
-        wrow[j] = w + (size_t)(oc < OC ? oc : OC - 1) * KQ;
-    }
+    TILE_COLS(wrow, w, boc, OC, KQ);
 #if FLOAT_CPU_AVX512
     const __global float *xr[TM];
     #pragma unroll
     for (int i = 0; i < TM; ++i) xr[i] = framed + start[i];
     float tile[TM * TN];
     FLOAT_TILE_CALL(TM)(xr, wrow, KH, RUN, (int)ROW, RUN, tile);
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            acc[i][j] = tile[i * TN + j];
+    TILE_EACH(acc[i][j] = tile[i * TN + j]);
 #else
 #if KV > 1
     fkv_vec vacc[TM][TN];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            vacc[i][j] = (fkv_vec)(0.0f);
+    TILE_EACH(vacc[i][j] = (fkv_vec)(0.0f));
     const int RB = RUN - RUN % KV;
 #endif
     for (int ky = 0; ky < KH; ++ky) {
@@ -160,52 +115,19 @@ void fconv2d(const int N, const int C, const int OC, const int KH, const int KW,
         for (int i = 0; i < TM; ++i) xr[i] = framed + start[i] + ky * ROW;
         const int wq = ky * RUN;
 #if KV > 1
-        for (int q = 0; q < RB; q += KV) {
-            fkv_vec a[TM];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i) a[i] = FKV_LOAD(xr[i] + q);
-            #pragma unroll
-            for (int j = 0; j < TN; ++j) {
-                const fkv_vec b = FKV_LOAD(wrow[j] + wq + q);
-                #pragma unroll
-                for (int i = 0; i < TM; ++i)
-                    vacc[i][j] += a[i] * b;
-            }
-        }
-        for (int q = RB; q < RUN; ++q) {
+        for (int q = 0; q < RB; q += KV)
+            VBLOCK_STEP(fkv_vec, TM, TN, vacc, FKV_LOAD(xr[i] + q), FKV_LOAD(wrow[j] + wq + q), PRODUCT);
+        for (int q = RB; q < RUN; ++q)
 #else
-        for (int q = 0; q < RUN; ++q) {
+        for (int q = 0; q < RUN; ++q)
 #endif
-            float a[TM], b[TN];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i) a[i] = xr[i][q];
-            #pragma unroll
-            for (int j = 0; j < TN; ++j) b[j] = wrow[j][wq + q];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                #pragma unroll
-                for (int j = 0; j < TN; ++j)
-                    acc[i][j] += a[i] * b[j];
-        }
+            TILE_STEP(float, acc, xr[i][q], wrow[j][wq + q], PRODUCT);
     }
 #if KV > 1
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            acc[i][j] += fkv_hsum(vacc[i][j]);
+    TILE_EACH(acc[i][j] += fkv_hsum(vacc[i][j]));
 #endif
 #endif /* FLOAT_CPU_AVX512 */
 #endif /* USE_LOCAL */
 
-    #pragma unroll
-    for (int i = 0; i < TM; ++i) {
-        const int p = bp + ty + i * WG_M;
-        #pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            const int oc = boc + tx + j * WG_N;
-            if (p < NP && oc < OC)
-                out[(size_t)p * OC + oc] = acc[i][j];
-        }
-    }
+    TILE_STORE(out, NP, OC, bp, boc, acc[i][j]);
 }

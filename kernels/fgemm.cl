@@ -19,7 +19,6 @@
  * products are written a * b + c, which clang contracts to an FMA, and bounds use ?:.
  */
 #include "tiles.h"
-#include "float_kv.h"
 #include "float_cpu.h"
 
 
@@ -34,119 +33,39 @@ void fgemm(const int M, const int N, const int K,
            __global const float *restrict B,
            __global float *restrict C)
 {
-    const int tx = get_local_id(0), ty = get_local_id(1);
-    const int bn = get_group_id(0) * BN, bm = get_group_id(1) * BM;
+    TILE_ITEM(bm, bn);
     float acc[TM][TN];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            acc[i][j] = 0.0f;
+    TILE_EACH(acc[i][j] = 0.0f);
 
 #if USE_LOCAL
-    __local float As[BM][TK_PAD];
-    __local float Bs[BN][TK_PAD];
-    const int lid = ty * WG_N + tx;
-    for (int k0 = 0; k0 < K; k0 += TK) {
-        for (int idx = lid; idx < BM * TK; idx += WG_M * WG_N) {
-            const int r = idx / TK, c = idx % TK;
-            const int gm = bm + r, gk = k0 + c;
-            As[r][c] = (gm < M && gk < K) ? A[(size_t)gm * K + gk] : 0.0f;
-        }
-        for (int idx = lid; idx < BN * TK; idx += WG_M * WG_N) {
-            const int r = idx / TK, c = idx % TK;
-            const int gn = bn + r, gk = k0 + c;
-            Bs[r][c] = (gn < N && gk < K) ? B[(size_t)gn * K + gk] : 0.0f;
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int kk = 0; kk < TK; ++kk) {
-            float a[TM], b[TN];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i) a[i] = As[ty + i * WG_M][kk];
-            #pragma unroll
-            for (int j = 0; j < TN; ++j) b[j] = Bs[tx + j * WG_N][kk];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                #pragma unroll
-                for (int j = 0; j < TN; ++j)
-                    acc[i][j] += a[i] * b[j];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    TILE_LOCAL_LOOP(float, acc, K,
+                    bm + r < M && k < K ? A[(size_t)(bm + r) * K + k] : 0.0f,
+                    bn + r < N && k < K ? B[(size_t)(bn + r) * K + k] : 0.0f,
+                    PRODUCT);
 #else
-    /* Rows past M or N read the last one again (in bounds); their results are not stored. */
     const __global float *arow[TM];
     const __global float *brow[TN];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i) {
-        const int m = bm + ty + i * WG_M;
-        arow[i] = A + (size_t)(m < M ? m : M - 1) * K;
-    }
-    #pragma unroll
-    for (int j = 0; j < TN; ++j) {
-        const int n = bn + tx + j * WG_N;
-        brow[j] = B + (size_t)(n < N ? n : N - 1) * K;
-    }
+    TILE_ROWS(arow, A, bm, M, K);
+    TILE_COLS(brow, B, bn, N, K);
 #if FLOAT_CPU_AVX512
     float tile[TM * TN];
     FLOAT_TILE_CALL(TM)(arow, brow, 1, K, 0, 0, tile);
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            acc[i][j] = tile[i * TN + j];
+    TILE_EACH(acc[i][j] = tile[i * TN + j]);
 #else
 #if KV > 1
     fkv_vec vacc[TM][TN];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            vacc[i][j] = (fkv_vec)(0.0f);
+    TILE_EACH(vacc[i][j] = (fkv_vec)(0.0f));
     const int KB = K - K % KV;
-    for (int k = 0; k < KB; k += KV) {
-        fkv_vec a[TM];
-        #pragma unroll
-        for (int i = 0; i < TM; ++i) a[i] = FKV_LOAD(arow[i] + k);
-        #pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            const fkv_vec b = FKV_LOAD(brow[j] + k);
-            #pragma unroll
-            for (int i = 0; i < TM; ++i)
-                vacc[i][j] += a[i] * b;
-        }
-    }
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        #pragma unroll
-        for (int j = 0; j < TN; ++j)
-            acc[i][j] = fkv_hsum(vacc[i][j]);
-    for (int k = KB; k < K; ++k) {
+    for (int k = 0; k < KB; k += KV)
+        VBLOCK_STEP(fkv_vec, TM, TN, vacc, FKV_LOAD(arow[i] + k), FKV_LOAD(brow[j] + k), PRODUCT);
+    TILE_EACH(acc[i][j] = fkv_hsum(vacc[i][j]));
+    for (int k = KB; k < K; ++k)
 #else
-    for (int k = 0; k < K; ++k) {
+    for (int k = 0; k < K; ++k)
 #endif
-        float a[TM], b[TN];
-        #pragma unroll
-        for (int i = 0; i < TM; ++i) a[i] = arow[i][k];
-        #pragma unroll
-        for (int j = 0; j < TN; ++j) b[j] = brow[j][k];
-        #pragma unroll
-        for (int i = 0; i < TM; ++i)
-            #pragma unroll
-            for (int j = 0; j < TN; ++j)
-                acc[i][j] += a[i] * b[j];
-    }
+        TILE_STEP(float, acc, arow[i][k], brow[j][k], PRODUCT);
 #endif /* FLOAT_CPU_AVX512 */
 #endif /* USE_LOCAL */
 
-    #pragma unroll
-    for (int i = 0; i < TM; ++i) {
-        const int m = bm + ty + i * WG_M;
-        #pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            const int n = bn + tx + j * WG_N;
-            if (m < M && n < N)
-                C[(size_t)m * N + n] = acc[i][j];
-        }
-    }
+    TILE_STORE(C, M, N, bm, bn, acc[i][j]);
 }

@@ -1,33 +1,96 @@
-/* Tile parameters shared by the GEMM and convolution kernels; the host passes them
- * (espresso_cl/tuning.py: Tiles). A work-item computes a register block of TM rows x TN
- * columns (for convolutions: output pixels x output channels), a work-group is WG_N x WG_M
- * work-items, and with USE_LOCAL = 1 tiles of TK words along K are staged in local memory.
- * The defaults only serve tools that compile a file alone (scripts/gpu_compile.py). */
+/* Tile parameters shared by the GEMM and convolution kernels, and the loops over them; the host
+ * passes the parameters (espresso_cl/tuning.py: Tiles). A work-item computes a register block
+ * of TM rows x TN columns (for convolutions: output pixels x output channels), a work-group is
+ * WG_N x WG_M work-items, and with USE_LOCAL = 1 tiles of TK words along K are staged in local
+ * memory. Tools that compile a file alone take the host's values from espresso_cl/registry.py
+ * (file_defines), as scripts/gpu_compile.py does. */
 #ifndef ESPRESSO_TILES_H
 #define ESPRESSO_TILES_H
 
-#ifndef TM
-#define TM 4
-#endif
-#ifndef TN
-#define TN 4
-#endif
-#ifndef WG_M
-#define WG_M 8
-#endif
-#ifndef WG_N
-#define WG_N 8
-#endif
-#ifndef USE_LOCAL
-#define USE_LOCAL 0
-#endif
-#ifndef TK
-#define TK 16
+#include "common.h"
+
+#if !defined(TM) || !defined(TN) || !defined(WG_M) || !defined(WG_N) || !defined(USE_LOCAL) || !defined(TK)
+#error "TM, TN, WG_M, WG_N, USE_LOCAL and TK are set by the host: espresso_cl/tuning.py (Tiles)"
 #endif
 
 #define BM (WG_M * TM)
 #define BN (WG_N * TN)
 /* One spare column keeps the rows of a local tile on different banks. */
 #define TK_PAD (TK + 1)
+
+/* common.h's block loops on these tiles. A work-group computes a BM x BN block, work-item
+ * (tx, ty) of it the rows row0 + ty + i * WG_M (i < TM) and columns col0 + tx + j * WG_N
+ * (j < TN), so that neighbouring work-items store neighbouring outputs. TILE_ITEM declares tx,
+ * ty, row0 and col0; the TILE_ macros after it use tx and ty. Rows run along dimension 1,
+ * columns along 0. */
+#define TILE_ITEM(row0, col0)                                                                 \
+    const int tx = get_local_id(0), ty = get_local_id(1);                                     \
+    const int col0 = get_group_id(0) * BN, row0 = get_group_id(1) * BM
+
+#define TILE_EACH(...) BLOCK_EACH(TM, TN, __VA_ARGS__)
+#define TILE_STEP(T, acc, A_AT, B_AT, OP) BLOCK_STEP(T, TM, TN, acc, A_AT, B_AT, OP)
+
+/* ptr[i] = base + row * ld for the work-item's rows of a matrix of n rows. A row past the edge
+ * reads row n - 1 (in bounds) and its results are not stored. (Conditionals, not min(): PoCL
+ * calls its builtins instead of inlining them.) TILE_COLS: the same for its columns. */
+#define TILE_ROWS(ptr, base, row0, n, ld)                                                     \
+    _Pragma("unroll")                                                                         \
+    for (int i = 0; i < TM; ++i) {                                                            \
+        const int r_ = (row0) + ty + i * WG_M;                                                \
+        ptr[i] = (base) + (size_t)(r_ < (n) ? r_ : (n) - 1) * (ld);                           \
+    }
+#define TILE_COLS(ptr, base, col0, n, ld)                                                     \
+    _Pragma("unroll")                                                                         \
+    for (int j = 0; j < TN; ++j) {                                                            \
+        const int c_ = (col0) + tx + j * WG_N;                                                \
+        ptr[j] = (base) + (size_t)(c_ < (n) ? c_ : (n) - 1) * (ld);                           \
+    }
+
+/* dst[row * ncols + col] = VALUE (in i, j) for the work-item's outputs inside nrows x ncols. */
+#define TILE_STORE(dst, nrows, ncols, row0, col0, VALUE)                                      \
+    _Pragma("unroll")                                                                         \
+    for (int i = 0; i < TM; ++i) {                                                            \
+        const int r_ = (row0) + ty + i * WG_M;                                                \
+        _Pragma("unroll")                                                                     \
+        for (int j = 0; j < TN; ++j) {                                                        \
+            const int c_ = (col0) + tx + j * WG_N;                                            \
+            if (r_ < (nrows) && c_ < (ncols))                                                 \
+                (dst)[(size_t)r_ * (ncols) + c_] = (VALUE);                                   \
+        }                                                                                     \
+    }
+
+/* USE_LOCAL: v[i] of every work-item's block rows, as shared[r] for the group's BM rows (what
+ * an A_TILE reads by tile row r). A declaration of local memory, so at kernel scope. */
+#define TILE_SHARE_ROWS(T, shared, v)                                                         \
+    __local T shared[BM];                                                                     \
+    if (tx == 0)                                                                              \
+        for (int i = 0; i < TM; ++i)                                                          \
+            shared[ty + i * WG_M] = (v)[i];                                                   \
+    barrier(CLK_LOCAL_MEM_FENCE)
+
+/* USE_LOCAL: the group's product over klen elements of K, TK at a time: the group stages the
+ * TK-wide tiles of its BM rows of A (A_TILE) and BN rows of B (B_TILE) in local memory, then
+ * each work-item takes its register block's products from there. A_TILE and B_TILE give
+ * element k of tile row r, and 0 past an edge of the matrix or of K (0 adds nothing to either
+ * product). It declares the local tiles, so it stands at kernel scope: OpenCL C 1.2 allows
+ * __local variables nowhere else. */
+#define TILE_LOCAL_LOOP(T, acc, klen, A_TILE, B_TILE, OP)                                     \
+    __local T As_[BM][TK_PAD];                                                                \
+    __local T Bs_[BN][TK_PAD];                                                                \
+    const int lid_ = ty * WG_N + tx;                                                          \
+    for (int k0_ = 0; k0_ < (klen); k0_ += TK) {                                              \
+        for (int x_ = lid_; x_ < BM * TK; x_ += WG_M * WG_N) {                                \
+            const int r = x_ / TK, c_ = x_ % TK, k = k0_ + c_;                                \
+            As_[r][c_] = (A_TILE);                                                            \
+        }                                                                                     \
+        for (int x_ = lid_; x_ < BN * TK; x_ += WG_M * WG_N) {                                \
+            const int r = x_ / TK, c_ = x_ % TK, k = k0_ + c_;                                \
+            Bs_[r][c_] = (B_TILE);                                                            \
+        }                                                                                     \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                         \
+        for (int kk_ = 0; kk_ < TK; ++kk_)                                                    \
+            TILE_STEP(T, acc, As_[ty + i * WG_M][kk_], Bs_[tx + j * WG_N][kk_], OP);          \
+        barrier(CLK_LOCAL_MEM_FENCE);                                                         \
+    }
 
 #endif

@@ -32,6 +32,8 @@
 #ifndef ESPRESSO_XNOR_CPU_H
 #define ESPRESSO_XNOR_CPU_H
 
+#include "common.h"
+
 #if defined(ESPRESSO_AVX512) && ESPRESSO_AVX512 && defined(__x86_64__) && defined(__clang__)
 #define XNOR_CPU_AVX512 1
 #else
@@ -43,6 +45,18 @@
 #define XNOR_CPU_AVX2 0
 #endif
 
+/* One signature for the three implementations, so that they keep the contract above. */
+#define XNOR_TILE_SIGNATURE(NAME)                                                           \
+    void NAME(const __global ulong *a, const int lda, const __global ulong *b, const int ldb, \
+              const int ncols, const int kw, __private int *out)
+
+/* bc[j]: the first word of column j of b, columns ld words apart, columns j >= ncols read
+ * column ncols - 1 again. */
+#define XNOR_COLUMNS(bc, NC, b, ncols, ld)                                                  \
+    const __global ulong *bc[NC];                                                           \
+    for (int j = 0; j < (NC); ++j)                                                          \
+        bc[j] = (b) + (size_t)(j < (ncols) ? j : (ncols) - 1) * (ld)
+
 #if XNOR_CPU_AVX512
 
 #define XNOR_CPU_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vpopcntdq"), noinline))
@@ -53,10 +67,18 @@ typedef long xnor_v8q_u __attribute__((vector_size(64), aligned(8)));
 typedef int xnor_v8d __attribute__((vector_size(32)));
 typedef int xnor_v8d_u __attribute__((vector_size(32), aligned(4)));
 
+#define XNOR_V8Q_ZERO ((xnor_v8q){0, 0, 0, 0, 0, 0, 0, 0})
 #define XNOR_LOAD(p) (*(const __global xnor_v8q_u *)(p))
 #define XNOR_LOAD_TAIL(p, mask) \
-    __builtin_ia32_loaddqudi512_mask((const __global long *)(p), (xnor_v8q){0, 0, 0, 0, 0, 0, 0, 0}, (mask))
+    __builtin_ia32_loaddqudi512_mask((const __global long *)(p), XNOR_V8Q_ZERO, (mask))
+/* The load mask of the first n < 8 words of a vector. */
+#define XNOR_TAIL_MASK(n) ((unsigned char)((1u << (n)) - 1u))
 #define XNOR_POPC(x) __builtin_ia32_vpopcntq_512(x)
+
+/* One step of an R x 8 tile of 8-word vectors: s[i][j] += popcount(A_AT ^ B_AT) per lane,
+ * A_AT (in i) a row's 8 words, B_AT (in j) a column's. */
+#define XNOR_COUNT8(x, y) XNOR_POPC((x) ^ (y))
+#define XNOR_STEP8(R, s, A_AT, B_AT) VBLOCK_STEP(xnor_v8q, R, 8, s, A_AT, B_AT, XNOR_COUNT8)
 
 /* Sum of the 8 lanes of each of s0..s7, as 8 ints in that order. */
 #define XNOR_PAIR(x, y) (__builtin_shufflevector(x, y, 0, 8, 2, 10, 4, 12, 6, 14) + \
@@ -71,47 +93,26 @@ typedef int xnor_v8d_u __attribute__((vector_size(32), aligned(4)));
         *(xnor_v8d_u *)(dst) = __builtin_convertvector(                                 \
             XNOR_OCT(XNOR_QUAD(q0_, q1_), XNOR_QUAD(q2_, q3_)), xnor_v8d);              \
     } while (0)
+/* The R x 8 counts of an R x 8 tile s of accumulators, row i at out + 8 * i. */
+#define XNOR_REDUCE_TILE(R, out, s)                                                     \
+    _Pragma("unroll")                                                                   \
+    for (int i = 0; i < (R); ++i) XNOR_REDUCE8((out) + 8 * i, s[i])
 
 #define XNOR_TILE(R)                                                                        \
-XNOR_CPU_TARGET void xnor_tile_##R##x8(const __global ulong *a, const int lda,              \
-                                       const __global ulong *b, const int ldb,              \
-                                       const int ncols, const int kw, __private int *out)   \
+XNOR_CPU_TARGET XNOR_TILE_SIGNATURE(xnor_tile_##R##x8)                                      \
 {                                                                                           \
-    const __global ulong *bc[8];                                                            \
-    for (int j = 0; j < 8; ++j)                                                             \
-        bc[j] = b + (size_t)(j < ncols ? j : ncols - 1) * ldb;                              \
+    XNOR_COLUMNS(bc, 8, b, ncols, ldb);                                                     \
     xnor_v8q s[R][8];                                                                       \
-    _Pragma("unroll")                                                                       \
-    for (int i = 0; i < R; ++i)                                                             \
-        _Pragma("unroll")                                                                   \
-        for (int j = 0; j < 8; ++j)                                                         \
-            s[i][j] = (xnor_v8q){0, 0, 0, 0, 0, 0, 0, 0};                                   \
+    BLOCK_EACH(R, 8, s[i][j] = XNOR_V8Q_ZERO);                                              \
     int k = 0;                                                                              \
-    for (; k + 8 <= kw; k += 8) {                                                           \
-        xnor_v8q va[R];                                                                     \
-        _Pragma("unroll")                                                                   \
-        for (int i = 0; i < R; ++i) va[i] = XNOR_LOAD(a + (size_t)i * lda + k);             \
-        _Pragma("unroll")                                                                   \
-        for (int j = 0; j < 8; ++j) {                                                       \
-            const xnor_v8q vb = XNOR_LOAD(bc[j] + k);                                       \
-            _Pragma("unroll")                                                               \
-            for (int i = 0; i < R; ++i) s[i][j] += XNOR_POPC(va[i] ^ vb);                   \
-        }                                                                                   \
-    }                                                                                       \
+    for (; k + 8 <= kw; k += 8)                                                             \
+        XNOR_STEP8(R, s, XNOR_LOAD(a + (size_t)i * lda + k), XNOR_LOAD(bc[j] + k));         \
     if (k < kw) {                                                                           \
-        const unsigned char mask = (unsigned char)((1u << (kw - k)) - 1u);                  \
-        xnor_v8q va[R];                                                                     \
-        _Pragma("unroll")                                                                   \
-        for (int i = 0; i < R; ++i) va[i] = XNOR_LOAD_TAIL(a + (size_t)i * lda + k, mask);  \
-        _Pragma("unroll")                                                                   \
-        for (int j = 0; j < 8; ++j) {                                                       \
-            const xnor_v8q vb = XNOR_LOAD_TAIL(bc[j] + k, mask);                            \
-            _Pragma("unroll")                                                               \
-            for (int i = 0; i < R; ++i) s[i][j] += XNOR_POPC(va[i] ^ vb);                   \
-        }                                                                                   \
+        const unsigned char mask = XNOR_TAIL_MASK(kw - k);                                  \
+        XNOR_STEP8(R, s, XNOR_LOAD_TAIL(a + (size_t)i * lda + k, mask),                     \
+                   XNOR_LOAD_TAIL(bc[j] + k, mask));                                        \
     }                                                                                       \
-    _Pragma("unroll")                                                                       \
-    for (int i = 0; i < R; ++i) XNOR_REDUCE8(out + 8 * i, s[i]);                            \
+    XNOR_REDUCE_TILE(R, out, s);                                                            \
 }
 
 XNOR_TILE(3)
@@ -132,55 +133,35 @@ typedef long xnor_q4 __attribute__((vector_size(32)));
 #define XNOR_LOAD4(p) ((xnor_b32)(*(const __global xnor_q4_u *)(p)))
 /* Byte counters gain at most 8 per step (4 + 4 per byte), so 31 steps stay below 256. */
 #define XNOR_STEPS 31
+/* Per byte, the popcount of x: its low and high nibbles looked up in lut (low: 0x0f bytes). */
+static inline xnor_b32 xnor_nibble_count(const xnor_b32 x, const xnor_b32 lut, const xnor_b32 low)
+{
+    const xnor_b32 hi = (xnor_b32)((xnor_w16)x >> 4) & low;
+    return __builtin_ia32_pshufb256(lut, x & low) + __builtin_ia32_pshufb256(lut, hi);
+}
+#define XNOR_NIBBLE_COUNT(x, y) xnor_nibble_count((x) ^ (y), lut, low)
 
 #define XNOR_TILE4(R, NAME)                                                                 \
-static inline void NAME(const __global ulong *a, const int lda,                             \
-                        const __global ulong *b, const int ldb,                             \
-                        const int ncols, const int kw, __private int *out)                  \
+static inline XNOR_TILE_SIGNATURE(NAME)                                                     \
 {                                                                                           \
     const xnor_b32 lut = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,                   \
                           0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};                  \
     const xnor_b32 low = (xnor_b32)(xnor_q4){0x0f0f0f0f0f0f0f0fL, 0x0f0f0f0f0f0f0f0fL,      \
                                             0x0f0f0f0f0f0f0f0fL, 0x0f0f0f0f0f0f0f0fL};      \
     const xnor_b32 zero = (xnor_b32)(xnor_q4){0, 0, 0, 0};                                   \
-    const __global ulong *bc[4];                                                            \
-    for (int j = 0; j < 4; ++j)                                                             \
-        bc[j] = b + (size_t)(j < ncols ? j : ncols - 1) * ldb;                              \
+    XNOR_COLUMNS(bc, 4, b, ncols, ldb);                                                     \
     xnor_q4 tot[R][4];                                                                      \
-    _Pragma("unroll")                                                                       \
-    for (int i = 0; i < R; ++i)                                                             \
-        _Pragma("unroll")                                                                   \
-        for (int j = 0; j < 4; ++j) tot[i][j] = (xnor_q4){0, 0, 0, 0};                      \
+    BLOCK_EACH(R, 4, tot[i][j] = (xnor_q4){0, 0, 0, 0});                                    \
     int k = 0;                                                                              \
     while (k + 4 <= kw) {                                                                   \
         const int left = (kw - k) / 4;                                                      \
         const int steps = left < XNOR_STEPS ? left : XNOR_STEPS;                            \
         xnor_b32 cnt[R][4];                                                                 \
-        _Pragma("unroll")                                                                   \
-        for (int i = 0; i < R; ++i)                                                         \
-            _Pragma("unroll")                                                               \
-            for (int j = 0; j < 4; ++j) cnt[i][j] = zero;                                   \
-        for (int s = 0; s < steps; ++s, k += 4) {                                           \
-            xnor_b32 va[R];                                                                 \
-            _Pragma("unroll")                                                               \
-            for (int i = 0; i < R; ++i) va[i] = XNOR_LOAD4(a + (size_t)i * lda + k);        \
-            _Pragma("unroll")                                                               \
-            for (int j = 0; j < 4; ++j) {                                                   \
-                const xnor_b32 vb = XNOR_LOAD4(bc[j] + k);                                  \
-                _Pragma("unroll")                                                           \
-                for (int i = 0; i < R; ++i) {                                               \
-                    const xnor_b32 x = va[i] ^ vb;                                          \
-                    const xnor_b32 hi = (xnor_b32)((xnor_w16)x >> 4) & low;                 \
-                    cnt[i][j] += __builtin_ia32_pshufb256(lut, x & low)                     \
-                               + __builtin_ia32_pshufb256(lut, hi);                         \
-                }                                                                           \
-            }                                                                               \
-        }                                                                                   \
-        _Pragma("unroll")                                                                   \
-        for (int i = 0; i < R; ++i)                                                         \
-            _Pragma("unroll")                                                               \
-            for (int j = 0; j < 4; ++j)                                                     \
-                tot[i][j] += (xnor_q4)__builtin_ia32_psadbw256(cnt[i][j], zero);            \
+        BLOCK_EACH(R, 4, cnt[i][j] = zero);                                                 \
+        for (int s = 0; s < steps; ++s, k += 4)                                             \
+            VBLOCK_STEP(xnor_b32, R, 4, cnt, XNOR_LOAD4(a + (size_t)i * lda + k),           \
+                        XNOR_LOAD4(bc[j] + k), XNOR_NIBBLE_COUNT);                          \
+        BLOCK_EACH(R, 4, tot[i][j] += (xnor_q4)__builtin_ia32_psadbw256(cnt[i][j], zero));  \
     }                                                                                       \
     _Pragma("unroll")                                                                       \
     for (int i = 0; i < R; ++i)                                                             \
@@ -200,33 +181,22 @@ XNOR_TILE4(1, xnor_tile_row)
 
 #else /* plain OpenCL C */
 
-#define XNOR_TILE_PLAIN(R, NAME)                                                            \
-static inline void NAME(const __global ulong *a, const int lda,                             \
-                        const __global ulong *b, const int ldb,                             \
-                        const int ncols, const int kw, __private int *out)                  \
-{                                                                                           \
-    const __global ulong *bc[4];                                                            \
-    for (int j = 0; j < 4; ++j)                                                             \
-        bc[j] = b + (size_t)(j < ncols ? j : ncols - 1) * ldb;                              \
-    int acc[R][4];                                                                          \
-    for (int i = 0; i < R; ++i)                                                             \
-        for (int j = 0; j < 4; ++j) acc[i][j] = 0;                                          \
-    for (int k = 0; k < kw; ++k) {                                                          \
-        ulong va[R], vb[4];                                                                 \
-        for (int i = 0; i < R; ++i) va[i] = a[(size_t)i * lda + k];                         \
-        for (int j = 0; j < 4; ++j) vb[j] = bc[j][k];                                       \
-        for (int i = 0; i < R; ++i)                                                         \
-            for (int j = 0; j < 4; ++j) acc[i][j] += XNOR_POPC64(va[i] ^ vb[j]);            \
-    }                                                                                       \
-    for (int i = 0; i < R; ++i)                                                             \
-        for (int j = 0; j < 4; ++j) out[4 * i + j] = acc[i][j];                             \
-}
-
 #if defined(__clang__) && defined(__x86_64__)
-#define XNOR_POPC64(x) __builtin_popcountl(x)
+#define XNOR_COUNT64(x, y) __builtin_popcountl((x) ^ (y))
 #else
-#define XNOR_POPC64(x) ((int)popcount(x))
+#define XNOR_COUNT64(x, y) ((int)popcount((x) ^ (y)))
 #endif
+
+#define XNOR_TILE_PLAIN(R, NAME)                                                            \
+static inline XNOR_TILE_SIGNATURE(NAME)                                                     \
+{                                                                                           \
+    XNOR_COLUMNS(bc, 4, b, ncols, ldb);                                                     \
+    int acc[R][4];                                                                          \
+    BLOCK_EACH(R, 4, acc[i][j] = 0);                                                        \
+    for (int k = 0; k < kw; ++k)                                                            \
+        BLOCK_STEP(ulong, R, 4, acc, a[(size_t)i * lda + k], bc[j][k], XNOR_COUNT64);       \
+    BLOCK_EACH(R, 4, out[4 * i + j] = acc[i][j]);                                           \
+}
 
 XNOR_TILE_PLAIN(2, xnor_tile)
 XNOR_TILE_PLAIN(1, xnor_tile_row)

@@ -26,7 +26,7 @@ PROBE = textwrap.dedent("""
 
     import espresso_cl
     from espresso_cl import ops, reference
-    from espresso_cl.runtime import kernel_dir
+    from espresso_cl.build import kernel_dir
     from espresso_cl.tensor import Tensor
 
     site = Path(sysconfig.get_paths()["purelib"]).resolve()
