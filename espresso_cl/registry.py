@@ -13,8 +13,10 @@ prefer it, its strategy name in their ``prefer`` tuples (:mod:`espresso_cl.tunin
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 from .intmath import ceil_div
 from .tuning import Profile, Tiles
@@ -32,7 +34,7 @@ def blocks_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
     return (ceil_div(cols, tiles.tn), ceil_div(rows, tiles.tm)), (1, 1)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class KernelVariant:
     name: str
     op: str                  # what it computes: its launcher in espresso_cl.ops
@@ -56,11 +58,16 @@ class KernelVariant:
     def tuning(self, profile: Profile):
         return self.tuned(profile) if self.tuned is not None else None
 
-    def defines(self, profile: Profile, tuned=None) -> dict:
-        """The ``#define``s of this variant's file under ``profile``; ``tuned`` replaces the
-        profile's tuning data (a launcher narrowing a block for a small problem)."""
-        tuned = self.tuning(profile) if tuned is None else tuned
-        return dict(profile.defines(tuned), **dict(self.fixed_defines))
+    def defines(self, profile: Profile, tuned=None) -> Mapping:
+        """The ``#define``s of this variant's file under ``profile`` (read-only); ``tuned``
+        replaces the profile's tuning data (a launcher narrowing a block for a small problem)."""
+        return _defines(self, profile, self.tuning(profile) if tuned is None else tuned)
+
+
+# Launchers ask for every launch; profiles, tunings and variants are frozen, so the answers keep.
+@functools.lru_cache(maxsize=4096)
+def _defines(variant: KernelVariant, profile: Profile, tuned) -> Mapping:
+    return MappingProxyType(dict(profile.defines(tuned), **dict(variant.fixed_defines)))
 
 
 def _always(profile: Profile) -> bool:
@@ -130,6 +137,7 @@ def _order(op: str, profile: Profile) -> list:
     return sorted(variants, key=lambda v: rank.get(v.strategy, len(rank)))
 
 
+@functools.lru_cache(maxsize=1024)
 def select(op: str, profile: Profile, pad_value: str = "zero") -> KernelVariant:
     """The variant that runs ``op`` under ``profile`` (for convolutions: with that padding)."""
     for variant in _order(op, profile):
@@ -138,6 +146,7 @@ def select(op: str, profile: Profile, pad_value: str = "zero") -> KernelVariant:
     raise ValueError(f"no kernel variant runs {op!r} under profile {profile.name!r}")
 
 
+@functools.lru_cache(maxsize=1024)
 def can_run(op: str, profile: Profile) -> bool:
     """Whether some variant runs ``op`` under ``profile`` (fused ops exist on some profiles only)."""
     return any(v.op == op and v.runs_with(profile) for v in VARIANTS)
@@ -150,7 +159,7 @@ def file_defines(filename: str, profile: Profile) -> dict:
     if not variants:
         raise ValueError(f"no kernel variant lives in kernels/{filename}")
     chosen = next((v for v in variants if v.runs_with(profile)), variants[0])
-    return chosen.defines(profile)
+    return dict(chosen.defines(profile))
 
 
 def launch_names(variants=VARIANTS) -> set:

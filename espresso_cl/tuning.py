@@ -13,7 +13,7 @@ every program's cache key. Pure Python: importable without pyopencl.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from . import settings
 from .cpu_features import AVX512_XNOR
@@ -87,7 +87,8 @@ class BitplaneConv:
     avx512_tiles: Tiles = Tiles(4, 32)
 
 
-@dataclass(frozen=True)
+# eq=False: a profile is itself (hash by identity, cheap for the registry's caches).
+@dataclass(frozen=True, eq=False)
 class Profile:
     """A named set of tuning values, and the devices it is for."""
 
@@ -105,7 +106,6 @@ class Profile:
     # PoCL CPU devices of an x86-64 CPU that has them (and never under Oclgrind).
     cpu_features: tuple = ()
     fallback: str | None = None    # the profile to use where this one cannot run
-    extra_defines: dict = field(default_factory=dict)
 
     @property
     def x86_machine_code(self) -> bool:
@@ -123,7 +123,7 @@ class Profile:
 
     def common_defines(self) -> dict:
         """The defines every kernel file receives."""
-        defines = dict(self.extra_defines, WORD_BITS=self.word_bits)
+        defines = {"WORD_BITS": self.word_bits}
         if self.x86_machine_code:
             defines["ESPRESSO_AVX512"] = 1
         return defines

@@ -95,12 +95,12 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     ``padding`` 'same' or 'valid' and ``stride`` place the window (:class:`ConvGeometry`);
     ``pad_value`` 'zero' makes a padded tap add exactly 0, 'one' reads it as all +1.
 
-    Three ways, by profile: with ``ESPRESSO_AVX512`` (x86-64 CPUs with AVX-512 VPOPCNTDQ) and
-    zero padding, one fused kernel on bgemm's AVX-512 tiles reads the windows from the image;
-    with ``IM2COL`` (CPUs) each output pixel's window is copied into a packed row and
-    :func:`ops.bgemm <espresso_cl.ops.gemm.bgemm>` runs on the rows (at most
-    :data:`IM2COL_BYTES` of rows at a time), then the zero-padded border pixels are corrected;
-    the others (GPUs) run the direct kernel on local-memory tiles.
+    Three variants (``registry.select`` picks by the profile's preference and the padding):
+    "avx512" (x86-64 CPUs with AVX-512 VPOPCNTDQ, zero padding), one fused kernel on bgemm's
+    AVX-512 tiles that reads the windows from the image; "im2col" (CPUs), each output pixel's
+    window copied into a packed row and :func:`ops.bgemm <espresso_cl.ops.gemm.bgemm>` run on
+    the rows (at most :data:`IM2COL_BYTES` of rows at a time), then the zero-padded border
+    pixels corrected; "direct" (GPUs), the tiled kernel on local-memory tiles.
     """
     if x.kind != "bits" or w.kind != "bits":
         raise TypeError(f"bconv2d takes packed bits x and w, got {x.kind} and {w.kind}")
