@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .layout import WORD_BITS, packed_words, row_words
+from .layout import STORAGE_WORD_BITS, packed_words, row_words
 
 # Lane i of a word is bit i: the least significant bit first.
-_LANE_SHIFTS = np.arange(WORD_BITS, dtype=np.uint32)
+_LANE_SHIFTS = np.arange(STORAGE_WORD_BITS, dtype=np.uint32)
 
 
 def pack_signs(x: np.ndarray, segment: int | None = None) -> np.ndarray:
@@ -26,9 +26,9 @@ def pack_signs(x: np.ndarray, segment: int | None = None) -> np.ndarray:
     segment = channels if segment is None else int(segment)
     width = row_words(channels, segment)  # raises where the segments do not tile the channels
     lead, segments, per_segment = x.shape[:-1], channels // segment, packed_words(segment)
-    lanes = np.zeros(lead + (segments, per_segment * WORD_BITS), np.uint32)
+    lanes = np.zeros(lead + (segments, per_segment * STORAGE_WORD_BITS), np.uint32)
     lanes[..., :segment] = (x >= 0).reshape(lead + (segments, segment))
-    lanes = lanes.reshape(lead + (segments, per_segment, WORD_BITS))
+    lanes = lanes.reshape(lead + (segments, per_segment, STORAGE_WORD_BITS))
     words = np.bitwise_or.reduce(lanes << _LANE_SHIFTS, axis=-1)
     return np.ascontiguousarray(words.reshape(lead + (width,)), dtype=np.uint32)
 
@@ -44,5 +44,5 @@ def unpack_signs(words: np.ndarray, channels: int, segment: int | None = None) -
                          f"got {words.shape[-1]}")
     lead, segments, per_segment = words.shape[:-1], channels // segment, packed_words(segment)
     lanes = (words.reshape(lead + (segments, per_segment, 1)) >> _LANE_SHIFTS) & np.uint32(1)
-    bits = lanes.reshape(lead + (segments, per_segment * WORD_BITS))[..., :segment]
+    bits = lanes.reshape(lead + (segments, per_segment * STORAGE_WORD_BITS))[..., :segment]
     return np.where(bits.reshape(lead + (channels,)) != 0, 1, -1).astype(np.int8)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .intmath import ceil_div
 
-WORD_BITS = 32
+# Buffers hold 32-bit words; a kernel may read two as one 64-bit word (tuning.Profile.word_bits).
+STORAGE_WORD_BITS = 32
 ROW_ALIGN_BITS = 64  # rows pad to whole 64-bit words so CPUs may read them as ulong
 
 
@@ -12,7 +13,7 @@ def packed_words(channels: int) -> int:
     """32-bit words in one packed row of ``channels`` bits (always even: 64-bit aligned)."""
     if channels < 1:
         raise ValueError(f"a packed row needs at least one channel, got {channels}")
-    return ceil_div(channels, ROW_ALIGN_BITS) * (ROW_ALIGN_BITS // WORD_BITS)
+    return ceil_div(channels, ROW_ALIGN_BITS) * (ROW_ALIGN_BITS // STORAGE_WORD_BITS)
 
 
 def row_words(channels: int, segment: int | None = None) -> int:
