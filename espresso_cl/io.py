@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from .layers import layer_from_config
-from .layout import ROW_ALIGN_BITS, WORD_BITS
+from .layout import ROW_ALIGN_BITS, STORAGE_WORD_BITS
 from .model import Sequential
 
 FORMAT_NAME = "espresso_cl.model"
 FORMAT_VERSION = 1
-PACKING = {"word_bits": WORD_BITS, "row_align_bits": ROW_ALIGN_BITS, "bit_order": "lsb-first",
+PACKING = {"word_bits": STORAGE_WORD_BITS, "row_align_bits": ROW_ALIGN_BITS, "bit_order": "lsb-first",
            "set_bit": "+1"}
 HEADER, HEADER_SHA256, PARAM_PREFIX = "header", "header_sha256", "param/"
 _ZIP_MAGIC = b"PK\x03\x04"

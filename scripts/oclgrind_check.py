@@ -13,7 +13,7 @@ uninitialized-value checkers on, and fails if
 Usage (from the repository root; ``make oclgrind`` does this)::
 
     .venv/bin/python scripts/oclgrind_check.py                  # all profiles, whole suite
-    .venv/bin/python scripts/oclgrind_check.py --profiles gpu --no-coverage -- tests/test_gemm.py -k bgemm
+    .venv/bin/python scripts/oclgrind_check.py --profiles gpu --no-coverage -- tests/test_bgemm.py -k bgemm
 
 By default the whole-network test files in ``WHOLE_NETWORK_TESTS`` are left out (their kernels
 are the ones the kernel tests run, at sizes that take the simulator many minutes), and so are

@@ -1,17 +1,13 @@
-"""kernels/bgemm.cl and kernels/fgemm.cl against the reference, under every tuning profile.
-
-bgemm is compared bit for bit. fgemm is compared within the error bound of a float32 dot
-product, |C - C_exact| <= 2 * K * u * sum_k |A[m, k] * B[n, k]| with u = 2**-24 (the classic
-bound K * u / (1 - K * u), doubled as a margin; it holds whether ``mad`` fuses or rounds twice),
-and exactly where every partial sum is a small integer (+-1 inputs).
-"""
+"""kernels/bgemm.cl (tiled) and bgemm_cpu.cl (CPU blocks, bgemm_cpu_threshold): ops.bgemm, ops.bgemm_threshold."""
 
 import numpy as np
 import pytest
 
 from espresso_cl import ops, reference, registry
 from espresso_cl.tensor import Tensor
+from kernel_cases import gemm_ids, sign_pm1, to_bits
 
+# Compared bit for bit with the reference, under every tuning profile.
 # (M, N, K): batch 1 and odd, edges of every profile's tiles (BM = BN = 64 on the GPU profile),
 # K around 32 / 64 bits, and K = 1100 bits = 35 words, which crosses the GPU profile's 16-word
 # local tiles twice and ends in a partial one.
@@ -27,40 +23,12 @@ BGEMM_SHAPES = [
     (64, 64, 32),
     (3, 5, 1100),
 ]
-# fgemm's K counts floats, not bits, so its tiles fill 32 times sooner: K = 37 already crosses
-# two 16-float local tiles. Every (work-group x K tile) of the GPU profile costs about a second
-# under Oclgrind, hence the smaller set. The CPU profile's 8-float vectors along K meet K below
-# 8 (tail only), K = 8 and 16 (no tail) and tails of 1 to 7; its row block shrinks for M = 1,
-# 2, 3, 5, 7, and M = 13 and 65 end in a partial 12-row block.
-FGEMM_SHAPES = [
-    (1, 1, 1),
-    (1, 33, 37),
-    (2, 19, 8),
-    (3, 31, 16),
-    (7, 65, 20),
-    (13, 9, 71),
-    (65, 17, 33),
-    (5, 129, 5),
-]
 
 
-def _ids(shapes):
-    return [f"M{m}-N{n}-K{k}" for m, n, k in shapes]
-
-
-def _pm1(rng, shape):
-    return reference.sign(rng.standard_normal(shape))
-
-
-def _bits(runtime, values, segment=None):
-    words = reference.pack_bits(values, segment)
-    return Tensor.from_numpy(runtime, words, "bits", shape=values.shape, segment=segment)
-
-
-@pytest.mark.parametrize("m, n, k", BGEMM_SHAPES, ids=_ids(BGEMM_SHAPES))
+@pytest.mark.parametrize("m, n, k", BGEMM_SHAPES, ids=gemm_ids(BGEMM_SHAPES))
 def test_bgemm(profiled_runtime, rng, m, n, k):
-    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
-    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b))
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
+    out = ops.bgemm(to_bits(profiled_runtime, a), to_bits(profiled_runtime, b))
     assert out.kind == "int32" and out.shape == (m, n)
     np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
 
@@ -75,8 +43,8 @@ TAIL_WORDS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 33]
 @pytest.mark.parametrize("words", TAIL_WORDS)
 def test_bgemm_k_tails(profiled_runtime, rng, words):
     m, n, k = 4 + words % 2, 11, 64 * words - 5
-    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
-    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b))
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
+    out = ops.bgemm(to_bits(profiled_runtime, a), to_bits(profiled_runtime, b))
     np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
 
 
@@ -93,10 +61,10 @@ BGEMM_BLOCK_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("m, n, k", BGEMM_BLOCK_SHAPES, ids=_ids(BGEMM_BLOCK_SHAPES))
+@pytest.mark.parametrize("m, n, k", BGEMM_BLOCK_SHAPES, ids=gemm_ids(BGEMM_BLOCK_SHAPES))
 def test_bgemm_blocks(profiled_runtime, rng, m, n, k):
-    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
-    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b))
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
+    out = ops.bgemm(to_bits(profiled_runtime, a), to_bits(profiled_runtime, b))
     np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
 
 
@@ -108,7 +76,7 @@ def test_bgemm_long_rows_with_every_bit_different(profiled_runtime):
     k = 64 * 130 - 3
     a = np.stack([np.ones(k, np.int8), -np.ones(k, np.int8), np.ones(k, np.int8)])
     b = np.stack([np.ones(k, np.int8) * (1 if j % 2 else -1) for j in range(9)])
-    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b)).numpy()
+    out = ops.bgemm(to_bits(profiled_runtime, a), to_bits(profiled_runtime, b)).numpy()
     np.testing.assert_array_equal(out, reference.xnor_gemm(a, b))
     assert out.min() == -k and out.max() == k
 
@@ -118,7 +86,7 @@ def test_bgemm_extremes(profiled_runtime):
     k = 65
     a = np.ones((3, k), np.int8)
     b = np.stack([np.ones(k, np.int8), -np.ones(k, np.int8)])
-    out = ops.bgemm(_bits(profiled_runtime, a), _bits(profiled_runtime, b)).numpy()
+    out = ops.bgemm(to_bits(profiled_runtime, a), to_bits(profiled_runtime, b)).numpy()
     np.testing.assert_array_equal(out, np.tile([k, -k], (3, 1)))
 
 
@@ -126,8 +94,8 @@ def test_bgemm_extremes(profiled_runtime):
 @pytest.mark.parametrize("m", [1, 5])
 def test_bgemm_segmented_rows(profiled_runtime, rng, m, segment, segments):
     k, n = segment * segments, 37
-    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
-    out = ops.bgemm(_bits(profiled_runtime, a, segment), _bits(profiled_runtime, b, segment))
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
+    out = ops.bgemm(to_bits(profiled_runtime, a, segment), to_bits(profiled_runtime, b, segment))
     np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
 
 
@@ -139,20 +107,20 @@ def test_bgemm_on_a_flattened_packed_image(profiled_runtime, rng):
     image = ops.pack_sign(Tensor.from_numpy(profiled_runtime, x, "float32"))
     flat = image.reshape((batch, h * w * c))
     assert flat.segment == c
-    weights = _pm1(rng, (n, h * w * c))
-    out = ops.bgemm(flat, _bits(profiled_runtime, weights, segment=c))
+    weights = sign_pm1(rng, (n, h * w * c))
+    out = ops.bgemm(flat, to_bits(profiled_runtime, weights, segment=c))
     expected = reference.xnor_gemm(reference.sign(x).reshape(batch, -1), weights)
     np.testing.assert_array_equal(out.numpy(), expected)
 
 
 def test_bgemm_rejects_mismatched_operands(runtime, rng):
-    a, b = _pm1(rng, (2, 66)), _pm1(rng, (3, 66))
+    a, b = sign_pm1(rng, (2, 66)), sign_pm1(rng, (3, 66))
     with pytest.raises(ValueError):
-        ops.bgemm(_bits(runtime, a, 33), _bits(runtime, b))
+        ops.bgemm(to_bits(runtime, a, 33), to_bits(runtime, b))
     with pytest.raises(ValueError):
-        ops.bgemm(_bits(runtime, a), _bits(runtime, _pm1(rng, (3, 65))))
+        ops.bgemm(to_bits(runtime, a), to_bits(runtime, sign_pm1(rng, (3, 65))))
     with pytest.raises(TypeError):
-        ops.bgemm(Tensor.from_numpy(runtime, a.astype(np.float32), "float32"), _bits(runtime, b))
+        ops.bgemm(Tensor.from_numpy(runtime, a.astype(np.float32), "float32"), to_bits(runtime, b))
 
 
 # bgemm_threshold (CPU profiles): bgemm and the folded batch-norm + sign in one launch, packed.
@@ -193,7 +161,7 @@ def _threshold_case(rng, acc, k):
 
 
 def _check_threshold(runtime, a, b, thresh, flip, segment=None):
-    out = ops.bgemm_threshold(_bits(runtime, a, segment), _bits(runtime, b, segment),
+    out = ops.bgemm_threshold(to_bits(runtime, a, segment), to_bits(runtime, b, segment),
                               Tensor.from_numpy(runtime, thresh, "int32"),
                               Tensor.from_numpy(runtime, flip, "int32"))
     expected = reference.threshold_sign(reference.xnor_gemm(a, b), thresh, flip)
@@ -202,10 +170,10 @@ def _check_threshold(runtime, a, b, thresh, flip, segment=None):
     np.testing.assert_array_equal(out.numpy(), reference.pack_bits(expected))
 
 
-@pytest.mark.parametrize("m, n, k", THRESHOLD_SHAPES, ids=_ids(THRESHOLD_SHAPES))
+@pytest.mark.parametrize("m, n, k", THRESHOLD_SHAPES, ids=gemm_ids(THRESHOLD_SHAPES))
 def test_bgemm_threshold(profiled_runtime, rng, m, n, k):
     _skip_unless_fused(profiled_runtime)
-    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
     thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), k)
     _check_threshold(profiled_runtime, a, b, thresh, flip)
 
@@ -216,7 +184,7 @@ def test_bgemm_threshold_ties_one_way(profiled_runtime, rng, flip):
     # everywhere, the other rows by their side of it.
     _skip_unless_fused(profiled_runtime)
     m, n, k = 5, 70, 77
-    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
     thresh = reference.xnor_gemm(a, b)[0].astype(np.int32)
     _check_threshold(profiled_runtime, a, b, thresh, np.full(n, flip, np.int32))
 
@@ -225,7 +193,7 @@ def test_bgemm_threshold_ties_one_way(profiled_runtime, rng, flip):
 def test_bgemm_threshold_k_tails(profiled_runtime, rng, words):
     _skip_unless_fused(profiled_runtime)
     m, n, k = 4 + words % 2, 45, 64 * words - 5
-    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
     thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), k)
     _check_threshold(profiled_runtime, a, b, thresh, flip)
 
@@ -234,7 +202,7 @@ def test_bgemm_threshold_segmented_rows(profiled_runtime, rng):
     # A flattened packed image as the left operand: its K runs over padded segments.
     _skip_unless_fused(profiled_runtime)
     m, n, segment = 3, 50, 33
-    a, b = _pm1(rng, (m, 4 * segment)), _pm1(rng, (n, 4 * segment))
+    a, b = sign_pm1(rng, (m, 4 * segment)), sign_pm1(rng, (n, 4 * segment))
     thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), 4 * segment)
     _check_threshold(profiled_runtime, a, b, thresh, flip, segment)
 
@@ -246,38 +214,7 @@ def test_bgemm_threshold_needs_a_cpu_profile(runtime, rng):
     generic = Runtime(runtime.device, profile=PROFILES["generic"])
     assert not registry.can_run("bgemm_threshold", generic.profile)
     assert registry.can_run("bgemm_threshold", PROFILES["cpu"])
-    a, b = _pm1(rng, (1, 10)), _pm1(rng, (3, 10))
+    a, b = sign_pm1(rng, (1, 10)), sign_pm1(rng, (3, 10))
     zeros = Tensor.from_numpy(generic, np.zeros(3, np.int32), "int32")
     with pytest.raises(ValueError, match="CPU blocks"):
-        ops.bgemm_threshold(_bits(generic, a), _bits(generic, b), zeros, zeros)
-
-
-def _floats(runtime, array):
-    return Tensor.from_numpy(runtime, array.astype(np.float32), "float32")
-
-
-@pytest.mark.parametrize("m, n, k", FGEMM_SHAPES, ids=_ids(FGEMM_SHAPES))
-def test_fgemm(profiled_runtime, rng, m, n, k):
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((n, k)).astype(np.float32)
-    out = ops.fgemm(_floats(profiled_runtime, a), _floats(profiled_runtime, b))
-    assert out.kind == "float32" and out.shape == (m, n)
-    bound = 2 * k * 2.0**-24 * reference.gemm_float(np.abs(a), np.abs(b))
-    error = np.abs(out.numpy() - reference.gemm_float(a, b))
-    assert np.all(error <= bound), f"worst error / bound: {np.max(error / bound):.3g}"
-
-
-@pytest.mark.parametrize("m, n, k", FGEMM_SHAPES, ids=_ids(FGEMM_SHAPES))
-def test_fgemm_of_pm1_is_exact(profiled_runtime, rng, m, n, k):
-    # The float baseline of a binary layer must equal it bit for bit.
-    a, b = _pm1(rng, (m, k)), _pm1(rng, (n, k))
-    out = ops.fgemm(_floats(profiled_runtime, a), _floats(profiled_runtime, b))
-    np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b).astype(np.float32))
-
-
-def test_fgemm_rejects_mismatched_operands(runtime):
-    a = Tensor.from_numpy(runtime, np.zeros((2, 5), np.float32), "float32")
-    with pytest.raises(ValueError):
-        ops.fgemm(a, Tensor.from_numpy(runtime, np.zeros((3, 4), np.float32), "float32"))
-    with pytest.raises(TypeError):
-        ops.fgemm(a, Tensor.from_numpy(runtime, np.zeros((3, 5), np.int32), "int32"))
+        ops.bgemm_threshold(to_bits(generic, a), to_bits(generic, b), zeros, zeros)

@@ -1,0 +1,91 @@
+"""kernels/bconv2d.cl, bconv2d_im2col.cl and bconv2d_avx512.cl: ops.bconv2d."""
+
+import numpy as np
+import pytest
+
+from espresso_cl import Tensor, ops, reference
+from kernel_cases import CONV_CASES, choice_pm1, conv_ids, conv_shapes, to_bits, to_floats
+
+# Results must be bit-exact. Every test runs once per tuning profile (``profiled_runtime``), so
+# the GPU's local-memory tiles and the CPU's 64-bit words both meet every shape.
+
+
+@pytest.mark.parametrize("pad_value", ["zero", "one"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=conv_ids(CONV_CASES))
+def test_bconv2d_matches_reference(profiled_runtime, rng, case, pad_value):
+    x_shape, w_shape, stride, padding = conv_shapes(case)
+    x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
+    out = ops.bconv2d(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w), stride, padding, pad_value)
+    expected = reference.conv2d(x, w, stride, padding, 1 if pad_value == "one" else 0)
+    assert out.kind == "int32" and out.shape == expected.shape
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_bconv2d_zero_padding_adds_nothing(profiled_runtime):
+    # All +1 against all +1: each output counts exactly its valid taps times C, so a padded
+    # tap read as +1 or -1 instead of 0 shows at every border pixel.
+    c, k = 65, 3
+    x, w = np.ones((1, 4, 5, c), np.int8), np.ones((2, k, k, c), np.int8)
+    out = ops.bconv2d(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w), 1, "same").numpy()
+    rows = np.array([2, 3, 3, 2])[:, None]
+    cols = np.array([2, 3, 3, 3, 2])[None, :]
+    np.testing.assert_array_equal(out[0, :, :, 0], rows * cols * c)
+    np.testing.assert_array_equal(out[0, :, :, 1], rows * cols * c)
+
+
+def test_conv_rejects_wrong_kinds_and_shapes(runtime, rng):
+    bits_x = to_bits(runtime, choice_pm1(rng, (1, 4, 4, 5)))
+    bits_w = to_bits(runtime, choice_pm1(rng, (3, 3, 3, 5)))
+    float_x = to_floats(runtime, np.zeros((1, 4, 4, 5), np.float32))
+    with pytest.raises(TypeError, match="bconv2d takes packed bits"):
+        ops.bconv2d(float_x, bits_w, 1, "same")
+    with pytest.raises(TypeError, match="fconv2d takes float32"):
+        ops.fconv2d(float_x, bits_w, 1, "same")
+    with pytest.raises(TypeError, match="bitplane_conv2d takes uint8"):
+        ops.bitplane_conv2d(bits_x, bits_w, 1, "same")
+    with pytest.raises(ValueError, match="channels"):
+        ops.bconv2d(bits_x, to_bits(runtime, choice_pm1(rng, (3, 3, 3, 6))), 1, "same")
+    with pytest.raises(ValueError, match=r"\(N, H, W, C\)"):
+        ops.bconv2d(bits_x.reshape((4, 4, 5)), bits_w, 1, "same")
+    with pytest.raises(ValueError, match="pad_value"):
+        ops.bconv2d(bits_x, bits_w, 1, "same", pad_value="minus")
+    with pytest.raises(ValueError, match="padding"):
+        ops.bconv2d(bits_x, bits_w, 1, "full")
+    with pytest.raises(ValueError, match="does not fit"):
+        ops.bconv2d(bits_x, to_bits(runtime, choice_pm1(rng, (3, 5, 5, 5))), 1, "valid")
+    with pytest.raises(ValueError, match="segment"):
+        # Two 64-channel pixels flattened into one row of 128: not one pixel per row.
+        flat = to_bits(runtime, choice_pm1(rng, (1, 1, 1, 128))).reshape((1, 1, 1, 128), segment=64)
+        ops.bconv2d(flat, to_bits(runtime, choice_pm1(rng, (2, 1, 1, 128))), 1, "valid")
+
+
+@pytest.mark.parametrize("pad_value", ["zero", "one"])
+@pytest.mark.parametrize("case", CONV_CASES[:8], ids=conv_ids(CONV_CASES[:8]))
+def test_bconv2d_in_chunks(profiled_runtime, rng, monkeypatch, case, pad_value):
+    # Window rows (im2col profiles) held 3 at a time: chunks that end mid-row, mid-image and
+    # a short last chunk; the border fix-up runs once over the whole output.
+    from espresso_cl.ops import conv
+
+    x_shape, w_shape, stride, padding = conv_shapes(case)
+    taps, rw = w_shape[1] * w_shape[2], 2 * -(-w_shape[3] // 64)
+    monkeypatch.setattr(conv, "IM2COL_BYTES", 3 * taps * rw * 4)
+    x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
+    out = ops.bconv2d(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w), stride, padding, pad_value)
+    expected = reference.conv2d(x, w, stride, padding, 1 if pad_value == "one" else 0)
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+@pytest.mark.parametrize("case", [
+    (1, 1, 1, 70, 3, 3, 3, 1, "same"),      # one pixel: every tap but the centre is padding
+    (2, 2, 9, 64, 5, 3, 3, 2, "same"),      # stride 2, padding on one side only
+    (1, 5, 5, 32, 4, 3, 3, 2, "same"),      # stride 2, padding on both sides
+    (3, 11, 4, 96, 6, 7, 3, 1, "same"),     # rows of border on both sides, tall window
+    (1, 6, 13, 200, 3, 3, 5, 3, "same"),    # stride 3, wide window
+    (2, 9, 9, 129, 33, 4, 4, 2, "same"),    # even window: padding uneven top / bottom
+])
+def test_bconv2d_zero_padding_borders(profiled_runtime, rng, case):
+    # Border classes of every kind: the zero-padding correction per padded tap must be exact.
+    x_shape, w_shape, stride, padding = conv_shapes(case)
+    x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
+    out = ops.bconv2d(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w), stride, padding)
+    np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))
