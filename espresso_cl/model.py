@@ -69,13 +69,11 @@ class Sequential:
         rng = np.random.default_rng(seed)
         for layer in self.layers:
             layer.initialize(rng)
-        self._plans.clear()
         return self
 
     def set_params(self, layer_name: str, **arrays) -> None:
         """Set real-valued parameters of one layer (binary weights keep only their signs)."""
         self.layer(layer_name).set_params(**arrays)
-        self._plans.clear()
 
     def params(self) -> dict:
         """``'layer.param'`` -> stored array (binary weights as packed uint32 words)."""
@@ -97,20 +95,22 @@ class Sequential:
             if dtype == np.float32 and not np.all(np.isfinite(array)):
                 raise ValueError(f"parameter {full!r} holds NaN or infinity")
             layer.load_stored(key, array)
-        self._plans.clear()
 
     # -- running ---------------------------------------------------------------------------
     def _plan(self, mode: str):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        plan = self._plans.get(mode)
-        if plan is None:
+        # A plan holds the parameters it was compiled with: any change since, made through the
+        # model or through a layer it handed out, compiles a new one.
+        versions = tuple(layer.params_version for layer in self.layers)
+        compiled = self._plans.get(mode)
+        if compiled is None or compiled[0] != versions:
             missing = {l.name: l.missing_params() for l in self.layers if l.missing_params()}
             if missing:
                 raise RuntimeError(f"parameters not set: {missing}; call set_params() or initialize()")
-            plan = compile_plan(self.runtime, self.layers, self._input_kind, mode)
-            self._plans[mode] = plan
-        return plan
+            compiled = self._plans[mode] = (versions, compile_plan(self.runtime, self.layers,
+                                                                  self._input_kind, mode))
+        return compiled[1]
 
     @property
     def _input_kind(self) -> str:

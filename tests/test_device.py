@@ -144,3 +144,20 @@ def test_quirks_come_from_the_table():
             assert not quirks.reuse_buffers and quirks.keep_released_buffers
         if quirks.huge_pages:
             assert traits.implementation == "pocl" and traits.kind == "cpu"
+
+
+def test_intel_never_means_pocl_on_an_intel_cpu(monkeypatch):
+    # Issue 12: without Intel's runtime, PoCL's device "pthread-Intel(R) Xeon(R) ..." matched
+    # "intel" by name, and a user timing Intel's runtime timed PoCL.
+    import espresso_cl.device as device_module
+
+    pocl = object()
+    traits = {id(pocl): device_module.DeviceTraits(
+        "pocl", "cpu", "pthread-Intel(R) Xeon(R) Processor", "Portable Computing Language", "3.0",
+        2, 1 << 30, 4096, 1 << 16)}
+    monkeypatch.setattr(device_module, "all_devices", lambda: [(0, 0, pocl)])
+    monkeypatch.setattr(device_module, "traits_of", lambda dev: traits[id(dev)])
+    with pytest.raises(DeviceError, match=r"espresso_cl\[intel\]"):
+        _select(monkeypatch, "intel")
+    # Any other text still matches by name, PoCL's device included.
+    assert _select(monkeypatch, "xeon") is pocl

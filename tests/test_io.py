@@ -247,3 +247,34 @@ def test_loading_never_unpickles(saved, tmp_path):
 def test_shipped_model_names():
     with pytest.raises(ValueError, match="no shipped model"):
         io.shipped_model("imagenet")
+
+
+def test_concurrent_saves_to_one_path_all_succeed(tmp_path):
+    # Issue 12: saves from several threads shared one temporary name.
+    import threading
+
+    model = float_model().initialize()
+    path = tmp_path / "m.npz"
+    errors = []
+
+    def save():
+        try:
+            io.save(model, path)
+        except Exception as exc:  # noqa: BLE001 (the test reports whatever went wrong)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+    assert io.load(path).params().keys() == model.params().keys()
+
+
+def test_save_into_a_missing_folder_names_the_target(tmp_path):
+    target = tmp_path / "no" / "such" / "model.npz"
+    with pytest.raises(FileNotFoundError, match="no/such/model.npz") as caught:
+        io.save(float_model().initialize(), target)
+    assert ".tmp" not in str(caught.value)

@@ -265,3 +265,21 @@ def test_stored_params_round_trip(runtime, rng):
     stored[name] = stored[name][:-1]
     with pytest.raises(ValueError, match=name):
         copy.load_stored_params(stored)
+
+
+def test_layer_set_params_after_predict_takes_effect(runtime, rng):
+    # Issue 12: a layer handed out by model.layer() and changed after a predict used to leave
+    # the compiled plan holding the old weights.
+    model = mlp().initialize(seed=int(rng.integers(1 << 30)))
+    x = pixels(rng, 5, (100,))
+    for mode in ("binary", "float"):
+        model.predict(x, mode=mode)
+    layer = model.layer("0_binary_dense")
+    flipped = -layer.weight_pm1().astype(np.float32)
+    layer.set_params(weight=flipped)
+    for mode in ("binary", "float"):
+        out, ref = check_against_reference(model, x, mode)
+        np.testing.assert_array_equal(layer.weight_pm1(), flipped)
+    bn = model.layer("7_batch_norm")
+    bn.set_params(beta=bn.params()["beta"] + 100.0)
+    check_against_reference(model, x, "binary")

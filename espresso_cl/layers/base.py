@@ -59,6 +59,9 @@ class Layer:
         self.input_spec: Spec | None = None
         self.output_spec: Spec | None = None
         self._params: dict = {}
+        # Bumped by every parameter change, so a model notices that its compiled device plan
+        # holds old parameters, whichever way the layer was reached.
+        self.params_version = 0
 
     # -- shape inference -------------------------------------------------------------
     def build(self, spec: Spec) -> Spec:
@@ -115,6 +118,7 @@ class Layer:
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"layer {self.name!r} parameter {key!r} holds NaN or infinity")
             self._store(key, value)
+            self.params_version += 1
 
     def _store(self, key: str, value: np.ndarray) -> None:
         self._params[key] = value.astype(np.float32)
@@ -126,6 +130,7 @@ class Layer:
     def load_stored(self, key: str, array: np.ndarray) -> None:
         """Set one parameter from its stored form (as :meth:`params` returns it)."""
         self._params[key] = np.asarray(array)
+        self.params_version += 1
 
     def stored_shapes(self) -> dict:
         """name -> (shape, dtype) of each parameter as stored."""
