@@ -15,8 +15,13 @@
 #if XNOR_CPU_AVX512
 
 /* TM pixels (tiles of 3, 1 for the last pixels) x TN channels (tiles of 8) per work-item. */
-#if !defined(TM) || !defined(TN)
-#error "TM and TN are set by the host: espresso_cl/tuning.py (BinaryConv.avx512_tiles)"
+/* The host passes them (espresso_cl/tuning.py: BinaryConv.avx512_tiles); these defaults only
+ * let the file build on its own. */
+#ifndef TM
+#define TM 12
+#endif
+#ifndef TN
+#define TN 32
 #endif
 
 #define XCONV_MASKZ_POPC(m, v) \

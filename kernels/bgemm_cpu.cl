@@ -9,8 +9,13 @@
 #include "common.h"
 #include "xnor_cpu.h"
 
-#if !defined(TM) || !defined(TN)
-#error "TM and TN are set by the host: espresso_cl/tuning.py (BinaryGemm.tiles)"
+/* The host passes TM and TN (espresso_cl/tuning.py: BinaryGemm.tiles); these defaults only let
+ * the file build on its own. */
+#ifndef TM
+#define TM 12
+#endif
+#ifndef TN
+#define TN 32
 #endif
 
 /* The work-item's block: rows [bm, mend) and columns [bn, nend) of C. A64, B64: A and B as

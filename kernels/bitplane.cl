@@ -12,9 +12,6 @@
 #include "common.h"
 #include "tiles.h"
 
-#ifndef PLANES
-#error "PLANES (bit-planes of a pixel) is set by the host: espresso_cl/ops/conv.py"
-#endif
 
 
 /* x: N x H x W x C uint8 -> patches: N * OH * OW output pixels of RWP * PLANES 32-bit words.

@@ -5,8 +5,13 @@
 #include "common.h"
 #include "xnor_cpu.h"
 
-#if !defined(PLANES) || !defined(TM) || !defined(TN)
-#error "PLANES, TM and TN are set by the host: espresso_cl/ops/conv.py, espresso_cl/tuning.py"
+/* The host passes TM and TN (espresso_cl/tuning.py: BitplaneConv.avx512_tiles); these defaults
+ * only let the file build on its own. */
+#ifndef TM
+#define TM 4
+#endif
+#ifndef TN
+#define TN 32
 #endif
 #if TN != 32 || TM % 2
 #error "the AVX-512 tile is 2 pixels x 32 channels: TN = 32 and an even TM"

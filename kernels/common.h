@@ -28,6 +28,12 @@ typedef uint word_t;
 #error "WORD_BITS must be 32 or 64"
 #endif
 
+/* Bit-planes of a uint8 pixel for the bit-plane kernels. The host passes it
+ * (espresso_cl/registry.py: BITPLANES); the default only lets a file build on its own. */
+#ifndef PLANES
+#define PLANES 8
+#endif
+
 /* 32-bit words per word_t. */
 #define WORD_SPAN (WORD_BITS / 32)
 

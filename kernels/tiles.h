@@ -2,15 +2,31 @@
  * passes the parameters (espresso_cl/tuning.py: Tiles). A work-item computes a register block
  * of TM rows x TN columns (for convolutions: output pixels x output channels), a work-group is
  * WG_N x WG_M work-items, and with USE_LOCAL = 1 tiles of TK words along K are staged in local
- * memory. Tools that compile a file alone take the host's values from espresso_cl/registry.py
- * (file_defines), as scripts/gpu_compile.py does. */
+ * memory. Tools that compile a file alone can take the host's values from
+ * espresso_cl/registry.py (file_defines), as scripts/gpu_compile.py does. */
 #ifndef ESPRESSO_TILES_H
 #define ESPRESSO_TILES_H
 
 #include "common.h"
 
-#if !defined(TM) || !defined(TN) || !defined(WG_M) || !defined(WG_N) || !defined(USE_LOCAL) || !defined(TK)
-#error "TM, TN, WG_M, WG_N, USE_LOCAL and TK are set by the host: espresso_cl/tuning.py (Tiles)"
+/* The library always passes the host's values; these defaults only let a file build on its own. */
+#ifndef TM
+#define TM 4
+#endif
+#ifndef TN
+#define TN 4
+#endif
+#ifndef WG_M
+#define WG_M 8
+#endif
+#ifndef WG_N
+#define WG_N 8
+#endif
+#ifndef USE_LOCAL
+#define USE_LOCAL 0
+#endif
+#ifndef TK
+#define TK 16
 #endif
 
 #define BM (WG_M * TM)
