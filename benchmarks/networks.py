@@ -8,6 +8,8 @@ in NumPy (its own forward: convolutions as im2col + one matmul) and in PyTorch
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 import espresso_cl as ec
@@ -50,8 +52,8 @@ def build(family: str, mode: str) -> ec.Sequential:
 
 
 def on_runtime(model: ec.Sequential, runtime) -> ec.Sequential:
-    """The same layers (and so the same parameters) as a model bound to ``runtime``."""
-    return ec.Sequential(model.layers, model.input_shape, model.input_dtype, runtime=runtime)
+    """A copy of ``model`` (the same parameters) bound to ``runtime``."""
+    return ec.Sequential(copy.deepcopy(model.layers), model.input_shape, model.input_dtype, runtime=runtime)
 
 
 # -- description of a network's work and memory ---------------------------------------------------

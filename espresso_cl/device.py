@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 
 import pyopencl as cl
 
-from . import cpu_features, intel_opencl, settings
+from . import cpu_features, intel_opencl, process, settings
 
 IMPLEMENTATIONS = ("pocl", "intel-cpu", "oclgrind", "nvidia", "other")
 KINDS = ("cpu", "gpu", "oclgrind", "other")
@@ -63,6 +63,7 @@ class DeviceTraits:
     driver: str
     compute_units: int
     max_buffer_bytes: int     # CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest single buffer
+    global_memory_bytes: int  # CL_DEVICE_GLOBAL_MEM_SIZE: all buffers together
     max_work_group_size: int
     local_mem_bytes: int
     # The host CPU's instruction-set features (NumPy's names) for CPU devices on x86-64;
@@ -162,7 +163,8 @@ def _traits(_key: int, device) -> DeviceTraits:
         features = frozenset(name for name, present in cpu_features.cpu_features().items() if present)
     return DeviceTraits(implementation, kind, device.name.strip(), device.platform.name.strip(),
                         device.driver_version.strip(), int(device.max_compute_units),
-                        int(device.max_mem_alloc_size), int(device.max_work_group_size),
+                        int(device.max_mem_alloc_size), int(device.global_mem_size),
+                        int(device.max_work_group_size),
                         int(device.local_mem_size), features)
 
 
@@ -186,6 +188,7 @@ def compile_problem(device) -> str:
 
 def all_devices() -> list[tuple[int, int, object]]:
     """(platform index, device index, device) of every OpenCL device."""
+    process.opencl_used()
     intel_opencl.register()  # before the first platform query (see the module docstring)
     try:
         platforms = cl.get_platforms()

@@ -1,16 +1,20 @@
-"""Device buffers for tensors: a pool that reuses them, and huge pages for PoCL.
+"""Device buffers for tensors: a bounded pool that reuses them, and huge pages for PoCL.
 
 PoCL's CPU device takes fresh pages from the OS for every new buffer, so the kernel that first
 writes one pays a page fault per 4 KiB. For the 64 MiB output of a 4096 x 4096 GEMM on 2 cores
 that was about 35 ms, as long as the GEMM itself. Two remedies:
 
-- **Reuse.** A tensor gives its buffer back when it dies, and the next tensor of the same byte
-  size takes it. Every call of a network allocates the same sizes as the call before, so a
-  network's second call faults no page. This is safe because a runtime has one in-order queue:
+- **Reuse.** A tensor gives its buffer back when it dies, and the next tensor of the same size
+  class takes it. Sizes are rounded up to classes of at most 1/8 more (8 per power of two), so
+  that batches of varying sizes reuse each other's buffers instead of piling up one idle
+  buffer per exact size. Every call of a network allocates the same sizes as the call before,
+  so its second call faults no page. This is safe because a runtime has one in-order queue:
   a kernel enqueued later, writing into a reused buffer, runs after every kernel that read it.
 - **Huge pages.** A new PoCL buffer of 4 MiB or more is advised ``MADV_HUGEPAGE`` (as NumPy
   does for its arrays). That took the first write of those 64 MiB to about 9 ms.
 
+Idle buffers are bounded (:data:`POOL_LIMIT_BYTES` per runtime; the least recently returned
+go first) and :meth:`BufferPool.release_idle` (``Runtime.release_memory``) gives them all back.
 Whether to reuse, to advise huge pages, or (Oclgrind) to never release a buffer are the
 device's quirks (:data:`espresso_cl.device.QUIRKS`).
 """
@@ -19,15 +23,33 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from collections import defaultdict
+from contextlib import contextmanager
 
 import numpy as np
 import pyopencl as cl
 
+from .device import DeviceError, DeviceTraits
+
 HUGE_PAGE_BYTES = 4 << 20
 _MADV_HUGEPAGE = 14
-# Idle buffers kept per runtime, at most; past it a returned buffer is released.
-POOL_LIMIT_BYTES = 1 << 30
+# Idle buffers kept per runtime, at most; past it the least recently returned are released.
+POOL_LIMIT_BYTES = 256 << 20
+# Size classes: 8 per power of two, so a buffer is at most 1/8 larger than asked.
+_CLASS_STEPS_LOG2 = 3
+_SMALLEST_CLASS = 256
+
+
+class DeviceMemoryError(DeviceError):
+    """The device cannot hold a buffer a run needs; the message names the sizes."""
+
+
+def size_class(nbytes: int) -> int:
+    """The byte size of the buffer that serves a request for ``nbytes``."""
+    if nbytes <= _SMALLEST_CLASS:
+        return _SMALLEST_CLASS
+    step = 1 << max(0, (nbytes - 1).bit_length() - 1 - _CLASS_STEPS_LOG2)
+    return -(-nbytes // step) * step
+
 
 _madvise = None
 
@@ -51,21 +73,24 @@ def _advise_huge_pages(queue: cl.CommandQueue, buffer: cl.Buffer, nbytes: int) -
 
 
 class BufferPool:
-    """Uninitialised read-write buffers of one context, reused by exact byte size."""
+    """Uninitialised read-write buffers of one context, reused by size class."""
 
-    def __init__(self, context: cl.Context, queue: cl.CommandQueue, reuse: bool, huge_pages: bool,
-                 limit_bytes: int = POOL_LIMIT_BYTES, keep_released: bool = False):
-        self.context, self.queue = context, queue
+    def __init__(self, context: cl.Context, queue: cl.CommandQueue, traits: DeviceTraits, reuse: bool,
+                 huge_pages: bool, limit_bytes: int = POOL_LIMIT_BYTES, keep_released: bool = False):
+        self.context, self.queue, self.traits = context, queue, traits
         self.reuse, self.huge_pages, self.limit_bytes = reuse, huge_pages, limit_bytes
-        self._idle: dict[int, list] = defaultdict(list)
+        # Idle (size class, buffer) pairs, least recently returned first.
+        self._idle: list[tuple[int, cl.Buffer]] = []
         self._idle_bytes = 0
         self._lock = threading.Lock()
+        self._recorders: list[list[int]] = []
         # Every buffer ever made, when the device must never see one released (Oclgrind).
         self._kept = [] if keep_released else None
 
     @classmethod
-    def for_quirks(cls, context: cl.Context, queue: cl.CommandQueue, quirks) -> "BufferPool":
-        return cls(context, queue, reuse=quirks.reuse_buffers, huge_pages=quirks.huge_pages,
+    def for_device(cls, context: cl.Context, queue: cl.CommandQueue, traits: DeviceTraits,
+                   quirks) -> "BufferPool":
+        return cls(context, queue, traits, reuse=quirks.reuse_buffers, huge_pages=quirks.huge_pages,
                    keep_released=quirks.keep_released_buffers)
 
     @property
@@ -73,38 +98,85 @@ class BufferPool:
         return self._idle_bytes
 
     def take(self, nbytes: int) -> cl.Buffer:
-        """A buffer of ``nbytes``: an idle one of that size, else a new one."""
+        """A buffer of at least ``nbytes``: an idle one of its size class, else a new one."""
+        if nbytes > self.traits.max_buffer_bytes:
+            raise self._too_large(nbytes, "more than the largest buffer")
+        nbytes = self._capacity(nbytes)
         with self._lock:
-            idle = self._idle.get(nbytes)
-            if idle:
-                self._idle_bytes -= nbytes
-                return idle.pop()
-        buffer = cl.Buffer(self.context, cl.mem_flags.READ_WRITE, nbytes)
+            self._record(nbytes)
+            for index in range(len(self._idle) - 1, -1, -1):
+                if self._idle[index][0] == nbytes:
+                    self._idle_bytes -= nbytes
+                    return self._idle.pop(index)[1]
+        buffer = self._allocate(nbytes, lambda: cl.Buffer(self.context, cl.mem_flags.READ_WRITE, nbytes))
         if self.huge_pages and nbytes >= HUGE_PAGE_BYTES:
             _advise_huge_pages(self.queue, buffer, nbytes)
-        return self._keep(buffer)
+        return buffer
 
     def upload(self, array: np.ndarray) -> cl.Buffer:
         """A new buffer holding a copy of ``array`` (contiguous)."""
-        return self._keep(cl.Buffer(self.context, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR,
-                                    hostbuf=array))
+        with self._lock:
+            self._record(array.nbytes)
+        flags = cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR
+        return self._allocate(array.nbytes, lambda: cl.Buffer(self.context, flags, hostbuf=array))
 
-    def _keep(self, buffer: cl.Buffer) -> cl.Buffer:
+    def _capacity(self, nbytes: int) -> int:
+        """The size of the buffer that serves ``nbytes``: its size class, where reused."""
+        if not self.reuse:
+            return nbytes
+        return min(size_class(nbytes), max(nbytes, self.traits.max_buffer_bytes))
+
+    def _allocate(self, nbytes: int, make) -> cl.Buffer:
+        if nbytes > self.traits.max_buffer_bytes:
+            raise self._too_large(nbytes, "more than the largest buffer")
+        try:
+            buffer = make()
+        except cl.Error:
+            # Idle buffers may hold the memory: give them back and try once more.
+            self.release_idle()
+            try:
+                buffer = make()
+            except cl.Error as exc:
+                raise self._too_large(nbytes, f"the device refused it: {exc}") from None
         if self._kept is not None:
             self._kept.append(buffer)
         return buffer
 
+    def _too_large(self, nbytes: int, why: str) -> DeviceMemoryError:
+        t = self.traits
+        return DeviceMemoryError(f"cannot allocate a buffer of {nbytes:,} bytes on {t.name} ({why}; its "
+                                 f"largest buffer is {t.max_buffer_bytes:,} bytes, its global memory "
+                                 f"{t.global_memory_bytes:,} bytes)")
+
     def give(self, buffer: cl.Buffer, nbytes: int) -> None:
-        """Take back a buffer no tensor uses any more (kept idle, or released past the limit)."""
+        """Take back the buffer :meth:`take` gave for ``nbytes``, now that no tensor uses it."""
         if not self.reuse:
             return
+        nbytes = self._capacity(nbytes)
         with self._lock:
-            if self._idle_bytes + nbytes <= self.limit_bytes:
-                self._idle[nbytes].append(buffer)
-                self._idle_bytes += nbytes
+            self._idle.append((nbytes, buffer))
+            self._idle_bytes += nbytes
+            while self._idle_bytes > self.limit_bytes:
+                self._idle_bytes -= self._idle.pop(0)[0]
 
-    def clear(self) -> None:
-        """Release every idle buffer."""
+    def release_idle(self) -> None:
+        """Release every idle buffer (their memory goes back to the device)."""
         with self._lock:
             self._idle.clear()
             self._idle_bytes = 0
+
+    @contextmanager
+    def recording(self):
+        """The byte size of every buffer taken or uploaded in the ``with`` block, as a list."""
+        sizes: list[int] = []
+        with self._lock:
+            self._recorders.append(sizes)
+        try:
+            yield sizes
+        finally:
+            with self._lock:
+                self._recorders.remove(sizes)
+
+    def _record(self, nbytes: int) -> None:
+        for sizes in self._recorders:
+            sizes.append(nbytes)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
+from . import batching, checks, process
 from . import layers as L
 from . import ops
 from .plan import MODES, compile_plan
@@ -17,23 +20,27 @@ class Sequential:
     """A chain of layers with a fixed per-sample input shape and dtype.
 
     ``input_dtype='uint8'`` takes 8-bit pixels (a binary first layer reads them by bit planes,
-    exactly); ``'float32'`` takes real values. Shapes are checked when the model is made, so
-    layers that do not chain fail here, naming the layer.
+    exactly); ``'float32'`` takes real values (a NumPy dtype or its name). Shapes are checked
+    when the model is made, so layers that do not chain fail here, naming the layer.
+
+    A pickled model takes its layers and parameters, not its OpenCL state: it runs on the
+    default device of the process that unpickles it (a spawned worker, say). A deep copy keeps
+    the runtime.
+
+    ``layers`` is fixed when the model is made (a tuple). A layer object belongs to one model:
+    a layer another live model holds is refused (build a new one, or ``copy.deepcopy`` it),
+    since building it for a second input would silently change the first model.
     """
 
-    def __init__(self, layers, input_shape, input_dtype: str = "float32", runtime=None):
-        if input_dtype not in INPUT_DTYPES:
-            raise ValueError(f"input_dtype must be one of {INPUT_DTYPES}, got {input_dtype!r}")
-        self.layers = list(layers)
+    def __init__(self, layers, input_shape, input_dtype="float32", runtime=None):
+        self.input_dtype = _dtype_name(input_dtype)
+        if isinstance(layers, L.Layer) or not hasattr(layers, "__iter__"):
+            raise TypeError(f"layers must be a list of layers, got {type(layers).__name__}")
+        self.layers = tuple(layers)
         if not self.layers:
             raise ValueError("a model needs at least one layer")
-        for layer in self.layers:
-            if not isinstance(layer, L.Layer):
-                raise TypeError(f"expected layers, got {type(layer).__name__}")
-        self.input_shape = tuple(int(s) for s in input_shape)
-        if not self.input_shape or min(self.input_shape) < 1:
-            raise ValueError(f"input_shape must be positive sizes, got {input_shape!r}")
-        self.input_dtype = input_dtype
+        self.input_shape = checks.shape(input_shape, "input_shape")
+        self._adopt_layers()
         self._runtime = runtime
         self._plans: dict = {}
         self._name_layers()
@@ -41,6 +48,35 @@ class Sequential:
         for layer in self.layers:
             spec = layer.build(spec)
         self.output_spec = spec
+
+    def _adopt_layers(self):
+        for index, layer in enumerate(self.layers):
+            if not isinstance(layer, L.Layer):
+                raise TypeError(f"layers[{index}] is a {type(layer).__name__}, not a layer")
+            if any(layer is other for other in self.layers[:index]):
+                raise ValueError(f"layers[{index}] ({layer!r}) appears twice; make a layer per position")
+            owner = layer.owner()
+            if owner is not None and owner is not self:
+                raise ValueError(f"layers[{index}] ({layer!r}) already belongs to another model; build a "
+                                 f"new layer, or pass copy.deepcopy(layer)")
+        for layer in self.layers:
+            layer.adopt(self)
+
+    def __getstate__(self):
+        # Layers and parameters travel (to a spawned process, a Ray worker); OpenCL state cannot.
+        return {**self.__dict__, "_runtime": None, "_plans": {}}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for layer in self.layers:
+            layer.adopt(self)
+
+    def __deepcopy__(self, memo):
+        # In the same process a copy can share the runtime: it is made for sharing.
+        clone = copy.deepcopy(self.__getstate__(), memo)
+        copied = Sequential.__new__(Sequential)
+        copied.__setstate__({**clone, "_runtime": self._runtime})
+        return copied
 
     def _name_layers(self):
         seen = set()
@@ -97,20 +133,18 @@ class Sequential:
             layer.load_stored(key, array)
 
     # -- running ---------------------------------------------------------------------------
-    def _plan(self, mode: str):
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    def _compiled(self, mode: str) -> "_Compiled":
         # A plan holds the parameters it was compiled with: any change since, made through the
         # model or through a layer it handed out, compiles a new one.
         versions = tuple(layer.params_version for layer in self.layers)
         compiled = self._plans.get(mode)
-        if compiled is None or compiled[0] != versions:
+        if compiled is None or compiled.versions != versions:
             missing = {l.name: l.missing_params() for l in self.layers if l.missing_params()}
             if missing:
                 raise RuntimeError(f"parameters not set: {missing}; call set_params() or initialize()")
-            compiled = self._plans[mode] = (versions, compile_plan(self.runtime, self.layers,
-                                                                  self._input_kind, mode))
-        return compiled[1]
+            plan = compile_plan(self.runtime, self.layers, self._input_kind, mode)
+            compiled = self._plans[mode] = _Compiled(versions, plan)
+        return compiled
 
     @property
     def _input_kind(self) -> str:
@@ -136,17 +170,29 @@ class Sequential:
         return x
 
     def _run(self, x: np.ndarray, mode: str, batch_size: int, finish):
+        process.check()
         x = self._check_input(x)
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        plan = self._plan(mode)
-        outputs = []
-        for start in range(0, len(x), int(batch_size)):
-            chunk = x[start:start + int(batch_size)]
+        batch_size = checks.size(batch_size, "batch_size")
+        checks.one_of(mode, "mode", MODES)
+        compiled = self._compiled(mode)
+        plan = compiled.plan
+
+        def run(chunk: np.ndarray) -> np.ndarray:
             upload = chunk if plan.input_kind == "uint8" else chunk.astype(np.float32)
-            out = plan.run(Tensor.from_numpy(self.runtime, upload, plan.input_kind))
-            outputs.append(finish(out, plan))
-        return np.concatenate(outputs)
+            return finish(plan.run(Tensor.from_numpy(self.runtime, upload, plan.input_kind)), plan)
+
+        rows = min(batch_size, len(x))
+        if rows > batching.PROBE_SAMPLES and not batching.clearly_fits(rows, self.layers, self.runtime.traits):
+            rows = min(rows, self._rows_that_fit(compiled, run))
+        return np.concatenate([run(x[start:start + rows]) for start in range(0, len(x), rows)])
+
+    def _rows_that_fit(self, compiled: "_Compiled", run) -> int:
+        """Samples per run that fit the device (:mod:`espresso_cl.batching`), measured once per plan."""
+        if compiled.rows_that_fit is None:
+            probe = np.zeros((batching.PROBE_SAMPLES,) + self.input_shape, self.input_dtype)
+            footprint = batching.measure(self.runtime.buffers, lambda: run(probe))
+            compiled.rows_that_fit = batching.rows_that_fit(footprint, self.runtime.traits)
+        return compiled.rows_that_fit
 
     def predict(self, x: np.ndarray, mode: str = "binary", batch_size: int = 256) -> np.ndarray:
         """Forward ``x`` (batch, *input_shape) and return the last layer's output as NumPy.
@@ -162,6 +208,12 @@ class Sequential:
         if len(self.output_spec.shape) != 1:
             raise ValueError(f"predict_classes needs a flat output, the model gives {self.output_spec.shape}")
         return self._run(x, mode, batch_size, self._argmax)
+
+    def release_memory(self) -> None:
+        """Give back the device memory this model's runtime keeps idle for reuse
+        (:meth:`espresso_cl.runtime.Runtime.release_memory`); the model stays usable."""
+        if self._runtime is not None:
+            self._runtime.release_memory()
 
     @staticmethod
     def _as_float(out: Tensor, plan) -> Tensor:
@@ -197,3 +249,23 @@ class Sequential:
         text = "\n".join(lines)
         print(text, file=file)
         return text
+
+
+class _Compiled:
+    """A model's plan for one mode, the parameter versions it holds, and how many samples
+    one of its runs may take (measured on first need)."""
+
+    def __init__(self, versions: tuple, plan):
+        self.versions, self.plan = versions, plan
+        self.rows_that_fit: int | None = None
+
+
+def _dtype_name(value) -> str:
+    """``input_dtype`` as one of :data:`INPUT_DTYPES`, from a name or a NumPy dtype."""
+    try:
+        name = value if isinstance(value, str) else np.dtype(value).name
+    except TypeError:
+        name = None
+    if name not in INPUT_DTYPES:
+        raise ValueError(f"input_dtype must be one of {INPUT_DTYPES} (a name or a NumPy dtype), got {value!r}")
+    return name

@@ -10,6 +10,7 @@ import threading
 
 import pyopencl as cl
 
+from . import process
 from .build import ProgramCache
 from .device import quirks_of, select_device, traits_of
 from .memory import BufferPool
@@ -30,7 +31,7 @@ class Runtime:
         self.queue = cl.CommandQueue(self.context)
         self.profile = profile if profile is not None else profile_for(self.traits)
         self.programs = ProgramCache(self.context, self.traits, self.quirks)
-        self.buffers = BufferPool.for_quirks(self.context, self.queue, self.quirks)
+        self.buffers = BufferPool.for_device(self.context, self.queue, self.traits, self.quirks)
 
     @property
     def kind(self) -> str:
@@ -43,7 +44,13 @@ class Runtime:
 
     def kernel(self, filename: str, name: str, defines: dict | None = None):
         """The kernel ``name`` of ``kernels/<filename>`` built with ``defines``, for this thread."""
+        process.check()  # every launch asks for its kernel here: none reaches a forked child's queue
         return self.programs.kernel(filename, name, defines)
+
+    def release_memory(self) -> None:
+        """Give the device memory of idle buffers back (tensors in use and parameters stay).
+        The next run of a model allocates its buffers anew, paying the first-touch cost once."""
+        self.buffers.release_idle()
 
     def __repr__(self):
         return f"Runtime({self.traits.name!r}, profile={self.profile.name!r})"

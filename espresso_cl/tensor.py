@@ -39,12 +39,11 @@ class Tensor:
         self.nbytes = int(np.prod(self.storage_shape)) * self.dtype.itemsize
         # A tensor that allocates its buffer gives it back to the runtime's pool when it dies;
         # a view (``base``) keeps the tensor that owns its buffer alive.
-        self._owned = buffer is None
         self._base = base
-        if buffer is None:
-            buffer = runtime.buffers.take(self.nbytes)
-        self.buffer = buffer
         self._derived: dict = {}
+        self.buffer = runtime.buffers.take(self.nbytes) if buffer is None else buffer
+        # Set last: a construction that failed has no buffer to give back.
+        self._owned = buffer is None
 
     def __del__(self):
         if getattr(self, "_owned", False):

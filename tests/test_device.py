@@ -130,6 +130,7 @@ def test_traits_are_plain_data_about_the_device():
         traits = traits_of(dev)
         assert traits.name == dev.name.strip() and traits.platform == dev.platform.name.strip()
         assert traits.max_buffer_bytes == dev.max_mem_alloc_size > 0
+        assert traits.global_memory_bytes == dev.global_mem_size >= traits.max_buffer_bytes
         assert traits.kind in ("cpu", "gpu", "oclgrind", "other")
         if traits.kind != "cpu":
             assert traits.cpu_features == frozenset()
@@ -154,7 +155,7 @@ def test_intel_never_means_pocl_on_an_intel_cpu(monkeypatch):
     pocl = object()
     traits = {id(pocl): device_module.DeviceTraits(
         "pocl", "cpu", "pthread-Intel(R) Xeon(R) Processor", "Portable Computing Language", "3.0",
-        2, 1 << 30, 4096, 1 << 16)}
+        2, 1 << 30, 1 << 32, 4096, 1 << 16)}
     monkeypatch.setattr(device_module, "all_devices", lambda: [(0, 0, pocl)])
     monkeypatch.setattr(device_module, "traits_of", lambda dev: traits[id(dev)])
     with pytest.raises(DeviceError, match=r"espresso_cl\[intel\]"):

@@ -63,7 +63,7 @@ def test_lower_consumes_runs():
     model = cnn()
     runs = fusion.lower(model.layers, lambda layer, following: layer.float_ops(following))
     assert [len(run) for run, _ in runs] == [1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1]
-    assert [layer for run, _ in runs for layer in run] == model.layers
+    assert tuple(layer for run, _ in runs for layer in run) == model.layers
 
 
 def test_float_program_of_a_binary_network():

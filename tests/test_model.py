@@ -147,7 +147,7 @@ def test_fused_dense_threshold_on_cpu_profiles(profiled_runtime, rng, monkeypatc
     monkeypatch.setattr(launch, "kernel_times", defaultdict(list))
     check_against_reference(model, x, "binary")
     counts = {name: len(times) for name, times in launch.kernel_times.items()}
-    labels = [label for label, _ in model._plan("binary").steps]
+    labels = [label for label, _ in model._compiled("binary").plan.steps]
     names = [layer.name for layer in model.layers]
     fused_labels = [" + ".join(names[3:6]), " + ".join(names[6:8])]
     planner = Planner(profiled_runtime, "binary")

@@ -12,9 +12,12 @@ Images are NHWC; shapes here exclude the batch axis.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
+
+from .. import checks
 
 
 class ShapeError(ValueError):
@@ -55,13 +58,27 @@ class Layer:
     reads_bit_planes = False
 
     def __init__(self, name: str | None = None):
-        self.name = name
+        self.name = checks.name(name, f"{type(self).__name__} name")
         self.input_spec: Spec | None = None
         self.output_spec: Spec | None = None
         self._params: dict = {}
         # Bumped by every parameter change, so a model notices that its compiled device plan
         # holds old parameters, whichever way the layer was reached.
         self.params_version = 0
+        self._owner = _no_owner
+
+    # -- membership ----------------------------------------------------------------------
+    def owner(self):
+        """The live model this layer belongs to, or None."""
+        return self._owner()
+
+    def adopt(self, model) -> None:
+        """Belong to ``model`` (held weakly: a layer outlives a model it was in)."""
+        self._owner = weakref.ref(model)
+
+    def __getstate__(self):
+        # A copy (copy.deepcopy, pickle) belongs to no model yet.
+        return {**self.__dict__, "_owner": _no_owner}
 
     # -- shape inference -------------------------------------------------------------
     def build(self, spec: Spec) -> Spec:
@@ -117,8 +134,12 @@ class Layer:
                 raise TypeError(f"layer {self.name!r} parameter {key!r}: expected real numbers, got {value.dtype}")
             if not np.all(np.isfinite(value)):
                 raise ValueError(f"layer {self.name!r} parameter {key!r} holds NaN or infinity")
+            self._check_values(key, value)
             self._store(key, value)
             self.params_version += 1
+
+    def _check_values(self, key: str, value: np.ndarray) -> None:
+        """Refuse finite values that still make no sense for parameter ``key`` (ValueError)."""
 
     def _store(self, key: str, value: np.ndarray) -> None:
         self._params[key] = value.astype(np.float32)
@@ -129,6 +150,7 @@ class Layer:
 
     def load_stored(self, key: str, array: np.ndarray) -> None:
         """Set one parameter from its stored form (as :meth:`params` returns it)."""
+        self._check_values(key, np.asarray(array))
         self._params[key] = np.asarray(array)
         self.params_version += 1
 
@@ -160,6 +182,10 @@ class Layer:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._config().items())
         return f"{type(self).__name__}({args}{', ' if args else ''}name={self.name!r})"
+
+
+def _no_owner():
+    return None
 
 
 def as_float(value) -> np.ndarray:

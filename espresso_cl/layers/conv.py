@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import checks
 from .. import float_program as fp
 from ..fusion import sign_after
 from ..geometry import PADDINGS, ConvGeometry
 from ..reference import conv2d
 from .base import Layer, Spec, as_float
 from .binary import BinaryWeights, acc_range, check_binary_input
-from .window import size_pair, window_geometry
+from .window import window_geometry
 
 PAD_VALUES = ("zero", "one")
 
@@ -20,16 +21,11 @@ class _Conv(Layer):
 
     def __init__(self, filters, kernel_size=3, stride=1, padding="same", name=None):
         super().__init__(name)
-        if int(filters) < 1:
-            raise ValueError(f"{type(self).__name__} needs filters >= 1, got {filters}")
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        if int(stride) < 1:
-            raise ValueError(f"stride must be >= 1, got {stride}")
-        self.filters = int(filters)
-        self.kernel_size = size_pair(kernel_size)
-        self.stride = int(stride)
-        self.padding = padding
+        kind = type(self).__name__
+        self.filters = checks.size(filters, f"{kind} filters")
+        self.kernel_size = checks.size_pair(kernel_size, f"{kind} kernel_size")
+        self.stride = checks.size(stride, f"{kind} stride")
+        self.padding = checks.one_of(padding, f"{kind} padding", PADDINGS)
 
     def _config(self):
         return {"filters": self.filters, "kernel_size": list(self.kernel_size), "stride": self.stride,
@@ -61,9 +57,7 @@ class BinaryConv2D(_Conv, BinaryWeights):
 
     def __init__(self, filters, kernel_size=3, stride=1, padding="same", pad_value="zero", name=None):
         super().__init__(filters, kernel_size, stride, padding, name)
-        if pad_value not in PAD_VALUES:
-            raise ValueError(f"pad_value must be one of {PAD_VALUES}, got {pad_value!r}")
-        self.pad_value = pad_value
+        self.pad_value = checks.one_of(pad_value, "BinaryConv2D pad_value", PAD_VALUES)
 
     def _config(self):
         return {**super()._config(), "pad_value": self.pad_value}
@@ -111,7 +105,7 @@ class Conv2D(_Conv):
 
     def __init__(self, filters, kernel_size=3, stride=1, padding="same", use_bias=True, name=None):
         super().__init__(filters, kernel_size, stride, padding, name)
-        self.use_bias = use_bias
+        self.use_bias = checks.boolean(use_bias, "Conv2D use_bias")
 
     def _config(self):
         return {**super()._config(), "use_bias": self.use_bias}

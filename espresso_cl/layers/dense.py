@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import checks
 from .. import float_program as fp
 from ..fusion import sign_after
 from .base import Layer, Spec, as_float
@@ -23,9 +24,7 @@ class BinaryDense(BinaryWeights):
 
     def __init__(self, units: int, name: str | None = None):
         super().__init__(name)
-        if int(units) < 1:
-            raise ValueError(f"BinaryDense needs units >= 1, got {units}")
-        self.units = int(units)
+        self.units = checks.size(units, "BinaryDense units")
 
     def _infer(self, spec):
         _check_flat(self, spec)
@@ -80,10 +79,8 @@ class Dense(Layer):
 
     def __init__(self, units: int, use_bias: bool = True, name: str | None = None):
         super().__init__(name)
-        if int(units) < 1:
-            raise ValueError(f"Dense needs units >= 1, got {units}")
-        self.units = int(units)
-        self.use_bias = use_bias
+        self.units = checks.size(units, "Dense units")
+        self.use_bias = checks.boolean(use_bias, "Dense use_bias")
 
     def _infer(self, spec):
         _check_flat(self, spec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import checks
 from .. import float_program as fp
 from ..fold import BatchNormParams, affine
 from ..fusion import SIGN_ALONE, Binarizer, Normalizer, batch_norm_sign
@@ -20,9 +21,7 @@ class BatchNorm(Layer, Normalizer):
 
     def __init__(self, eps: float = 1e-5, name=None):
         super().__init__(name)
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        self.eps = float(eps)
+        self.eps = checks.real(eps, "BatchNorm eps", minimum=0.0)
 
     def _config(self):
         return {"eps": self.eps}
@@ -38,10 +37,12 @@ class BatchNorm(Layer, Normalizer):
         c = self.input_spec.shape[-1]
         return {"gamma": (c,), "beta": (c,), "mean": (c,), "var": (c,)}
 
-    def set_params(self, **arrays):
-        if "var" in arrays and np.any(np.asarray(arrays["var"]) < 0):
+    def _check_values(self, key, value):
+        # Checked when set, not at the first predict: var + eps is a divisor's square.
+        if key == "var" and np.any(value < 0):
             raise ValueError(f"layer {self.name!r} parameter 'var' holds negative values")
-        super().set_params(**arrays)
+        if key == "var" and np.any(value.astype(np.float64) + self.eps <= 0):
+            raise ValueError(f"layer {self.name!r}: var + eps must be positive (eps={self.eps} and a variance of 0)")
 
     def initialize(self, rng):
         c = self.input_spec.shape[-1]

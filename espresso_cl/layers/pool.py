@@ -6,12 +6,13 @@ from dataclasses import replace
 
 import numpy as np
 
+from .. import checks
 from .. import float_program as fp
 from ..fusion import pool_batch_norm_sign
 from ..geometry import PADDINGS, ConvGeometry
 from ..reference import maxpool
 from .base import Layer
-from .window import size_pair, window_geometry
+from .window import window_geometry
 
 
 class MaxPool2D(Layer):
@@ -21,13 +22,9 @@ class MaxPool2D(Layer):
 
     def __init__(self, pool_size=2, stride=None, padding="valid", name=None):
         super().__init__(name)
-        self.kernel_size = size_pair(pool_size)
-        self.stride = int(stride) if stride is not None else self.kernel_size[0]
-        if self.stride < 1:
-            raise ValueError(f"stride must be >= 1, got {stride}")
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        self.padding = padding
+        self.kernel_size = checks.size_pair(pool_size, "MaxPool2D pool_size")
+        self.stride = self.kernel_size[0] if stride is None else checks.size(stride, "MaxPool2D stride")
+        self.padding = checks.one_of(padding, "MaxPool2D padding", PADDINGS)
 
     def _config(self):
         return {"pool_size": list(self.kernel_size), "stride": self.stride, "padding": self.padding}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..geometry import ConvGeometry
 from .base import Layer, Spec
 
@@ -18,10 +16,3 @@ def window_geometry(layer: Layer, spec: Spec) -> ConvGeometry:
     except ValueError as exc:
         raise layer._fail(str(exc)) from None
 
-
-def size_pair(value) -> tuple:
-    """A size k or (height, width) as a pair of positive ints."""
-    pair = (int(value), int(value)) if np.isscalar(value) else tuple(int(v) for v in value)
-    if len(pair) != 2 or min(pair) < 1:
-        raise ValueError(f"expected a positive size or (height, width) pair, got {value!r}")
-    return pair
