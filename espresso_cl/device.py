@@ -98,6 +98,9 @@ class Quirks:
     reuse_buffers: bool = True
     # Advise MADV_HUGEPAGE on large buffers (host memory the CPU device maps without a copy).
     huge_pages: bool = False
+    # The device's buffers come from the process's malloc (espresso_cl/memory.py fixes glibc's
+    # mmap threshold, so that a released buffer's memory goes back to the OS).
+    malloc_buffers: bool = False
     # Never release a buffer: Oclgrind 21.10 reuses released buffer ids, and its
     # uninitialized-value checker never drops a released buffer's shadow, so a new buffer
     # would inherit an old one's state (false reports, or real ones hidden).
@@ -112,7 +115,7 @@ QUIRKS = {
     "oclgrind": Quirks(build_options=("-cl-opt-disable",), reuse_buffers=False,
                        keep_released_buffers=True),
     # PoCL's CPU device takes fresh pages from the OS for every new buffer.
-    "pocl": Quirks(retry_empty_builds=True, huge_pages=True),
+    "pocl": Quirks(retry_empty_builds=True, huge_pages=True, malloc_buffers=True),
     "intel-cpu": Quirks(build_log_warnings_only=True),
     "nvidia": Quirks(),
     "other": Quirks(),
@@ -121,8 +124,8 @@ QUIRKS = {
 
 def quirks_of(traits: DeviceTraits) -> Quirks:
     quirks = QUIRKS[traits.implementation]
-    if quirks.huge_pages and not (traits.kind == "cpu" and sys.platform.startswith("linux")):
-        quirks = replace(quirks, huge_pages=False)
+    if not (traits.kind == "cpu" and sys.platform.startswith("linux")):
+        quirks = replace(quirks, huge_pages=False, malloc_buffers=False)
     return quirks
 
 

@@ -10,7 +10,7 @@ import pytest
 import espresso_cl as ec
 from espresso_cl import float_program as fp
 from espresso_cl import fusion
-from espresso_cl.layers import LAYER_TYPES, Layer
+from espresso_cl.layers import LAYER_TYPES, Layer, layer_from_config
 from espresso_cl.reference.network import forward
 
 
@@ -97,3 +97,53 @@ def test_macs():
     assert conv.macs() == 10 * 9 * 9 * 3 * 3 * 3
     assert model.layers[9].macs() == 13 * model.layers[9].input_spec.shape[0]
     assert all(layer.macs() == 0 for layer in model.layers if "weight" not in layer.param_shapes())
+
+
+# -- strict constructor arguments (issue 12) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda: ec.BinaryDense(2.5), TypeError, "BinaryDense units must be an integer"),
+    (lambda: ec.BinaryDense("256"), TypeError, "units"),
+    (lambda: ec.BinaryDense(True), TypeError, "units"),
+    (lambda: ec.BinaryDense(0), ValueError, "units must be >= 1"),
+    (lambda: ec.BinaryDense(2**31), ValueError, "units must be <="),
+    (lambda: ec.Dense(10, use_bias="no"), TypeError, "Dense use_bias must be True or False"),
+    (lambda: ec.Dense(10, use_bias=1), TypeError, "use_bias"),
+    (lambda: ec.BinaryConv2D(8, stride=1.7), TypeError, "BinaryConv2D stride must be an integer"),
+    (lambda: ec.BinaryConv2D(32.7), TypeError, "filters"),
+    (lambda: ec.BinaryConv2D(8, kernel_size=(3, 3, 3)), ValueError, "kernel_size"),
+    (lambda: ec.BinaryConv2D(8, kernel_size=(3, 0)), ValueError, "kernel_size"),
+    (lambda: ec.BinaryConv2D(8, padding="full"), ValueError, "padding must be one of"),
+    (lambda: ec.BinaryConv2D(8, pad_value=0), ValueError, "pad_value"),
+    (lambda: ec.Conv2D(8, use_bias="yes"), TypeError, "use_bias"),
+    (lambda: ec.MaxPool2D(2.0), TypeError, "pool_size"),
+    (lambda: ec.MaxPool2D(2, stride=0), ValueError, "stride"),
+    (lambda: ec.BatchNorm(eps="1e-3"), TypeError, "eps"),
+    (lambda: ec.Sign(name=3), TypeError, "name must be a non-empty string"),
+    (lambda: ec.Sign(name=""), TypeError, "name"),
+])
+def test_constructors_refuse_loose_types(make, error, match):
+    # Issue 12: BinaryDense(2.5).units == 2, BinaryConv2D(8, stride=1.7).stride == 1 and
+    # Dense(10, use_bias='no') had a bias.
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_numpy_scalars_are_what_they_hold():
+    assert ec.BinaryDense(np.int32(7)).units == 7
+    assert ec.Dense(3, use_bias=np.bool_(False)).use_bias is False
+    assert ec.BinaryConv2D(4, kernel_size=[np.int64(3), 2]).kernel_size == (3, 2)
+    assert ec.BatchNorm(eps=np.float32(0.5)).eps == 0.5
+
+
+@pytest.mark.parametrize("config", [
+    {"type": "binary_dense", "units": "256"}, {"type": "binary_conv2d", "filters": 32.7},
+    {"type": "dense", "units": 10, "use_bias": "yes"}, {"type": "batch_norm", "eps": None},
+    {"type": "maxpool2d", "pool_size": [2, 2, 2]}, {"type": "sign", "color": "red"},
+    {"type": "dense", "units": 10**30},
+])
+def test_configs_with_loose_types_are_refused(config):
+    # Issue 12: a model file's header could say units "256", filters 32.7, use_bias "yes".
+    with pytest.raises(ValueError):
+        layer_from_config(config)

@@ -283,3 +283,167 @@ def test_layer_set_params_after_predict_takes_effect(runtime, rng):
     bn = model.layer("7_batch_norm")
     bn.set_params(beta=bn.params()["beta"] + 100.0)
     check_against_reference(model, x, "binary")
+
+
+# -- strict arguments, layer membership, copies (issue 12) ------------------------------------
+
+
+@pytest.mark.parametrize("batch_size, error", [(2.5, TypeError), (None, TypeError), (float("nan"), TypeError),
+                                               (float("inf"), TypeError), (True, TypeError), ("4", TypeError),
+                                               (0, ValueError), (-3, ValueError)])
+def test_batch_size_must_be_a_positive_integer(small_model, batch_size, error):
+    # Issue 12: 2.5 ran with 2; None, nan and inf gave raw int() errors.
+    with pytest.raises(error, match="batch_size"):
+        small_model.predict(np.zeros((3, 100), np.uint8), batch_size=batch_size)
+
+
+def test_numpy_integer_batch_sizes_are_integers(small_model, rng):
+    x = pixels(rng, 5, (100,))
+    np.testing.assert_array_equal(small_model.predict(x, batch_size=np.int64(2)), small_model.predict(x))
+
+
+@pytest.mark.parametrize("input_shape, error, match", [
+    (4, TypeError, "input_shape must be a non-empty tuple"), ((), TypeError, "input_shape"),
+    ((100.0,), TypeError, "input_shape entry must be an integer"), ((0,), ValueError, ">= 1"),
+    (("100",), TypeError, "integer")])
+def test_input_shape_must_be_sizes(input_shape, error, match):
+    with pytest.raises(error, match=match):
+        ec.Sequential([ec.Dense(3)], input_shape=input_shape)
+
+
+def test_input_dtype_takes_names_and_numpy_dtypes():
+    for dtype in ("uint8", np.uint8, np.dtype("uint8")):
+        assert ec.Sequential([ec.BinaryDense(3)], (8,), dtype).input_dtype == "uint8"
+    for dtype in ("float32", np.float32):
+        assert ec.Sequential([ec.Dense(3)], (8,), dtype).input_dtype == "float32"
+    for dtype in ("int8", np.float64, "pixels", None, 3):
+        with pytest.raises(ValueError, match="input_dtype must be one of"):
+            ec.Sequential([ec.Dense(3)], (8,), dtype)
+
+
+def test_a_layer_belongs_to_one_model(runtime, rng):
+    # Issue 12: the same Dense in two models was silently rebuilt for the second, and the
+    # first then failed with "fgemm shapes do not match".
+    shared = ec.Dense(4)
+    first = ec.Sequential([shared], input_shape=(6,)).initialize(0)
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    expected = first.predict(x)
+    with pytest.raises(ValueError, match="already belongs to another model.*deepcopy"):
+        ec.Sequential([shared], input_shape=(9,))
+    np.testing.assert_array_equal(first.predict(x), expected)
+    import copy
+    second = ec.Sequential([copy.deepcopy(shared)], input_shape=(6,))
+    np.testing.assert_array_equal(second.predict(x), expected)
+    twice = ec.Sign()
+    with pytest.raises(ValueError, match="appears twice"):
+        ec.Sequential([twice, ec.Dense(4), twice], input_shape=(4,))
+    del first
+    import gc
+    gc.collect()
+    ec.Sequential([shared], input_shape=(9,))  # free again once its model is gone
+
+
+def test_layers_are_fixed_when_the_model_is_made(small_model, rng):
+    # Issue 12: m.layers.append(...) broke predict later with an AttributeError.
+    x = pixels(rng, 2, (100,))
+    expected = small_model.predict(x)
+    with pytest.raises(AttributeError):
+        small_model.layers.append(ec.Sign())
+    np.testing.assert_array_equal(small_model.predict(x), expected)
+
+
+def test_models_pickle_with_their_parameters_and_deepcopy_with_their_runtime(runtime, rng):
+    import copy
+    import pickle
+
+    model = cnn().initialize(3)
+    model._runtime = runtime
+    x = pixels(rng, 3, (13, 11, 3))
+    expected = model.predict(x)
+    restored = pickle.loads(pickle.dumps(model))
+    assert restored._runtime is None and all(layer.owner() is restored for layer in restored.layers)
+    np.testing.assert_array_equal(restored.predict(x), expected)
+    copied = copy.deepcopy(model)
+    assert copied.runtime is runtime and copied.layers[0] is not model.layers[0]
+    np.testing.assert_array_equal(copied.predict(x), expected)
+    copied.layers[0].set_params(weight=-copied.layers[0].weight_pm1())
+    np.testing.assert_array_equal(model.predict(x), expected)  # the copy's parameters are its own
+
+
+def test_batch_norm_values_are_checked_when_set_or_loaded(small_model):
+    # Issue 12: a negative variance in a file failed only at the first predict, with a
+    # ValueError from fold.py naming neither layer nor file; eps=Infinity loaded.
+    bn = small_model.layer("1_batch_norm")
+    stored = small_model.params()
+    stored["1_batch_norm.var"] = -np.ones(67, np.float32)
+    with pytest.raises(ValueError, match="'1_batch_norm'.*'var' holds negative"):
+        small_model.load_stored_params(stored)
+    for eps, error in ((float("inf"), ValueError), (float("nan"), ValueError), (-1e-5, ValueError),
+                       ("1e-5", TypeError), (True, TypeError)):
+        with pytest.raises(error, match="eps"):
+            ec.BatchNorm(eps=eps)
+    no_eps = ec.Sequential([ec.BinaryDense(3), ec.BatchNorm(eps=0.0)], (8,), "uint8")
+    with pytest.raises(ValueError, match="var \\+ eps must be positive"):
+        no_eps.layers[1].set_params(var=np.array([1.0, 0.0, 2.0]))
+    assert bn.eps == 1e-5
+
+
+# -- batches that do not fit the device (issue 12) ----------------------------------------------
+
+
+def _small_device(runtime, max_buffer_bytes: int, global_memory_bytes: int):
+    """A runtime of ``runtime``'s device that believes its limits are these."""
+    from dataclasses import replace
+
+    from espresso_cl.runtime import Runtime
+
+    small = Runtime(runtime.device)
+    small.traits = small.buffers.traits = replace(small.traits, max_buffer_bytes=max_buffer_bytes,
+                                                  global_memory_bytes=global_memory_bytes)
+    return small
+
+
+@pytest.mark.parametrize("limit", ["buffer", "global"])
+def test_batches_split_to_fit_the_device_whatever_batch_size_says(runtime, rng, limit):
+    model = cnn().initialize(5)
+    x = pixels(rng, 300, (13, 11, 3))
+    expected = model.predict(x, batch_size=300)
+    sizes = (64 << 10, 1 << 40) if limit == "buffer" else (1 << 40, 1 << 20)
+    small = _small_device(runtime, *sizes)
+    model = ec.Sequential(list(copy_layers(model)), model.input_shape, model.input_dtype, runtime=small)
+    with small.buffers.recording() as taken:
+        out = model.predict(x, batch_size=300)
+    np.testing.assert_array_equal(out, expected)
+    rows = model._compiled("binary").rows_that_fit
+    assert 2 <= rows < 300
+    assert max(taken) <= small.traits.max_buffer_bytes
+    assert sum(taken) <= small.traits.global_memory_bytes * np.ceil(300 / rows)
+
+
+def copy_layers(model):
+    import copy
+    return copy.deepcopy(model.layers)
+
+
+def test_a_sample_too_large_for_the_device_is_a_library_error(runtime, rng):
+    from espresso_cl.memory import DeviceMemoryError
+
+    model = cnn().initialize(5)
+    small = _small_device(runtime, 4 << 10, 1 << 40)
+    model = ec.Sequential(list(copy_layers(model)), model.input_shape, model.input_dtype, runtime=small)
+    with pytest.raises(DeviceMemoryError, match="cannot allocate a buffer of [0-9,]+ bytes .*largest buffer is 4,096"):
+        model.predict(pixels(rng, 5, (13, 11, 3)))
+
+
+@pytest.mark.no_oclgrind
+def test_the_issue_reproducer_45000_images_in_one_batch(runtime):
+    # Issue 12: LogicError INVALID_BUFFER_SIZE (PoCL's buffers stop at 2 GiB), then an
+    # AttributeError from Tensor.__del__.
+    from espresso_cl import io
+
+    model = io.load(io.shipped_model("mnist_cnn"), runtime=runtime)
+    x = np.zeros((45000, 28, 28, 1), np.uint8)
+    x[::7] = 255
+    out = model.predict_classes(x, batch_size=45000)
+    np.testing.assert_array_equal(out[:14], np.tile(model.predict_classes(x[:7]), 2))
+    assert len(out) == 45000
