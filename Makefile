@@ -27,9 +27,10 @@ $(VENV)/.installed-intel: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e '.[test,intel]'
 	touch $@
 
-# The suite on Intel's CPU runtime (the wheel-building tests are not device tests: left out).
+# The suite on Intel's CPU runtime (the wheel-building tests and the `once` checks are not
+# device tests: left out).
 test-intel: $(VENV)/.installed-intel
-	ESPRESSO_DEVICE=intel $(PY) -m pytest -n 2 -m 'not wheel'
+	ESPRESSO_DEVICE=intel $(PY) -m pytest -n 2 -m 'not wheel and not once'
 
 oclgrind: venv
 	$(PY) scripts/oclgrind_check.py

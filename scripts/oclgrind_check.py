@@ -41,7 +41,7 @@ from espresso_cl.device import DeviceError, select_device  # noqa: E402
 from espresso_cl.tuning import INTEL_CPU_PROFILE, PROFILES  # noqa: E402
 
 OUT_DIR = ROOT / "artifacts" / "oclgrind"
-MARKERS = "not wheel and not no_oclgrind"
+MARKERS = "not wheel and not no_oclgrind and not once"
 WHOLE_NETWORK_TESTS = ["test_model.py", "test_io.py", "test_torch_import.py", "test_mnist.py"]
 DEFAULT_PYTEST_ARGS = ["tests"] + [f"--ignore=tests/{name}" for name in WHOLE_NETWORK_TESTS]
 

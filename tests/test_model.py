@@ -403,6 +403,7 @@ def _small_device(runtime, max_buffer_bytes: int, global_memory_bytes: int):
     return small
 
 
+@pytest.mark.no_oclgrind
 @pytest.mark.parametrize("limit", ["buffer", "global"])
 def test_batches_split_to_fit_the_device_whatever_batch_size_says(runtime, rng, limit):
     model = cnn().initialize(5)
@@ -435,7 +436,7 @@ def test_a_sample_too_large_for_the_device_is_a_library_error(runtime, rng):
         model.predict(pixels(rng, 5, (13, 11, 3)))
 
 
-@pytest.mark.no_oclgrind
+@pytest.mark.once
 def test_the_issue_reproducer_45000_images_in_one_batch(runtime):
     # Issue 12: LogicError INVALID_BUFFER_SIZE (PoCL's buffers stop at 2 GiB), then an
     # AttributeError from Tensor.__del__.

@@ -80,7 +80,7 @@ def test_a_child_forked_after_opencl_use_fails_fast_and_clearly():
         # A raw fork whose child exits normally (finalizers run) ends too.
         pid = os.fork()
         if pid == 0:
-            os._exit(0 if outcome(lambda: model.predict(x))[0] == "ForkedProcessError" else 3)
+            sys.exit(0 if outcome(lambda: model.predict(x))[0] == "ForkedProcessError" else 3)
         assert os.waitpid(pid, 0)[1] == 0
         print("refused")
     """)

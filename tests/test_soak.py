@@ -23,7 +23,7 @@ def images():
     return np.random.default_rng(12).integers(0, 256, (600, 28, 28, 1), dtype=np.uint8)
 
 
-@pytest.mark.no_oclgrind
+@pytest.mark.once
 def test_ten_thousand_batch_1_calls_keep_memory_flat(model, images):
     for i in range(500):  # warm: programs, pool, allocator
         model.predict(images[i:i + 1])
@@ -34,7 +34,7 @@ def test_ten_thousand_batch_1_calls_keep_memory_flat(model, images):
     assert growth < 20, f"RSS grew {growth:.1f} MiB over 10,000 batch-1 calls"
 
 
-@pytest.mark.no_oclgrind
+@pytest.mark.once
 def test_varying_batch_sizes_stay_within_300_mb_of_the_steady_state(model, images):
     for _ in range(3):
         model.predict(images)  # the steady state: the largest batch, warm
