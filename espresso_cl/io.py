@@ -13,14 +13,28 @@ The header holds ``format`` ('espresso_cl.model'), ``version``, ``packing`` (the
 of packed weights), ``input_shape``, ``input_dtype``, ``layers`` (each layer's
 :meth:`Layer.config`), ``tensors`` (name -> dtype, shape, sha256 of the array's bytes) and a
 free-form ``metadata`` object. docs/models.md is the full specification.
+
+Reading trusts nothing in the file, so that a damaged or hostile file raises a
+:class:`ModelFileError` naming the file, never another exception, a hang, or an allocation
+beyond the file's size: only a regular file is opened (a FIFO would hang the reader, a device
+such as /dev/zero never end); every zip entry read must be stored as it is (no compression, no
+encryption); each entry's .npy header is checked (no Python objects, the dtype and shape the
+JSON header lists, as many bytes as the entry holds) before its data is read; the JSON header
+is at most :data:`MAX_HEADER_BYTES`, holds finite numbers only (no ``NaN`` / ``Infinity``, which
+:func:`save` never writes), and each of its fields is checked, type and range, before use.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
+import reprlib
+import stat
 import struct
+import tokenize
 import uuid
 import zipfile
 from contextlib import contextmanager
@@ -30,7 +44,7 @@ import numpy as np
 
 from .layers import layer_from_config
 from .layout import ROW_ALIGN_BITS, STORAGE_WORD_BITS
-from .model import Sequential
+from .model import INPUT_DTYPES, Sequential
 
 FORMAT_NAME = "espresso_cl.model"
 FORMAT_VERSION = 1
@@ -40,6 +54,18 @@ HEADER, HEADER_SHA256, PARAM_PREFIX = "header", "header_sha256", "param/"
 _ZIP_MAGIC = b"PK\x03\x04"
 _ZIP_END = b"PK\x05\x06"
 _ZIP_END_SEARCH = 22 + 65535  # the end record plus the longest zip comment
+# Zip entry flags zipfile cannot read (encrypted, patched data, strong encryption); io.save
+# never sets them.
+_ZIP_UNREADABLE_FLAGS = 0x1 | 0x20 | 0x40
+# The JSON header is the one entry parsed into Python objects (several times its size), so it
+# is capped; the shipped models' headers are about 7 KiB.
+MAX_HEADER_BYTES = 4 << 20
+# Elements per input sample: the kernels take sizes as 32-bit ints.
+MAX_INPUT_ELEMENTS = 2**31 - 1
+TENSOR_DTYPES = ("float32", "uint32")  # the stored forms Sequential.params gives
+_NOT_REGULAR = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe (FIFO)",
+                stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+                stat.S_IFSOCK: "a socket"}
 SHIPPED_MODELS = ("mnist_mlp", "mnist_cnn")
 
 
@@ -92,8 +118,11 @@ def save(model: Sequential, path, metadata: dict | None = None) -> None:
     }
     try:
         header_bytes = json.dumps(header, indent=1, sort_keys=True, allow_nan=False).encode()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ValueError(f"metadata must be plain JSON (dicts, lists, strings, finite numbers): {exc}") from None
+    if len(header_bytes) > MAX_HEADER_BYTES:
+        raise ValueError(f"the model's header would be {len(header_bytes):,} bytes, over the "
+                         f"{MAX_HEADER_BYTES:,} a model file allows: make the metadata smaller")
     entries = {HEADER: _as_bytes_array(header_bytes),
                HEADER_SHA256: _as_bytes_array(_sha256(header_bytes).encode()),
                **{PARAM_PREFIX + name: value for name, value in params.items()}}
@@ -116,6 +145,18 @@ def save(model: Sequential, path, metadata: dict | None = None) -> None:
         raise
 
 
+def _regular_file_size(path: Path) -> int:
+    """The size of ``path``, which must be a regular file (links followed). Reading a FIFO
+    would hang and a device such as /dev/zero never ends, so they are refused before opening;
+    a missing or unreadable path raises the OSError that open() would."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        kind = _NOT_REGULAR.get(stat.S_IFMT(info.st_mode), "a special file")
+        raise ForeignFileError(f"{path} is not an espresso_cl model file: it is {kind}, not a "
+                               f"regular file")
+    return info.st_size
+
+
 def _has_end_record(tail: bytes, tail_start: int) -> bool:
     """Whether ``tail`` (the file from offset ``tail_start`` on) ends with a zip end record whose
     central directory ends where the record begins, as in a complete archive."""
@@ -130,14 +171,12 @@ def _has_end_record(tail: bytes, tail_start: int) -> bool:
     return False
 
 
-def _check_container(path: Path) -> None:
+def _check_container(f, size: int, path: Path) -> None:
     """Tell a foreign file from a truncated model file before the zip reader guesses."""
-    size = path.stat().st_size
     tail_start = max(0, size - _ZIP_END_SEARCH)
-    with open(path, "rb") as f:
-        magic = f.read(len(_ZIP_MAGIC))
-        f.seek(tail_start)
-        tail = f.read()
+    magic = f.read(len(_ZIP_MAGIC))
+    f.seek(tail_start)
+    tail = f.read()
     if len(magic) < len(_ZIP_MAGIC) and _ZIP_MAGIC.startswith(magic):
         raise TruncatedFileError(f"{path} is truncated: {size} bytes, not even a zip header")
     if magic != _ZIP_MAGIC:
@@ -148,57 +187,176 @@ def _check_container(path: Path) -> None:
                                  f"({size:,} bytes present)")
 
 
-def _read_entry(archive, key: str, path: Path) -> np.ndarray:
+@contextmanager
+def _archive(path: Path):
+    """The model file's zip archive, once the checks that need no entry read have passed."""
+    size = _regular_file_size(path)
+    with open(path, "rb") as f:
+        _check_container(f, size, path)
+        try:
+            archive = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
+            # ValueError: a name flagged UTF-8 that is not; NotImplementedError: a zip version
+            # above what zipfile reads (io.save writes 4.5).
+            raise CorruptedFileError(f"{path} is corrupted: its zip directory is unreadable ({exc})") from None
+        with archive:
+            # A sound zip's entries do not overlap, so they add up to less than the file; entries
+            # that overlap could make a small file read as many large tensors.
+            if sum(info.compress_size for info in archive.infolist()) > size:
+                raise CorruptedFileError(f"{path} is corrupted: its zip entries add up to more than "
+                                         f"the file's {size:,} bytes")
+            yield archive
+
+
+def _entries(archive: zipfile.ZipFile) -> set:
+    """The names of the archive's .npy entries, as NumPy names them (without ``.npy``)."""
+    return {name[:-len(".npy")] for name in archive.namelist() if name.endswith(".npy")}
+
+
+def _npy_header(stream) -> tuple:
+    """``(shape, fortran_order, dtype)`` from the .npy header at the start of ``stream``; a
+    ValueError if it cannot be read."""
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    version = np.lib.format.read_magic(stream)
+    if version not in readers:
+        raise ValueError(f".npy format version {version}")
     try:
-        return archive[key]
+        return readers[version](stream)
+    except (TypeError, tokenize.TokenError, RecursionError, MemoryError) as exc:
+        # numpy reads the header's text (10,000 characters at most) with ast.literal_eval, which
+        # besides ValueError raises these on text it cannot parse: an unhashable key, an open
+        # string, operators nested too deep for Python's parser.
+        raise ValueError(f"unreadable .npy header ({type(exc).__name__}: {exc})") from None
+
+
+def _read_array(archive: zipfile.ZipFile, key: str, path: Path, dtype: np.dtype,
+                shape: tuple | None) -> np.ndarray:
+    """Entry ``key``: a .npy array of ``dtype`` and ``shape`` (None: the header's byte string,
+    1-D, at most MAX_HEADER_BYTES). Its zip record and .npy header are checked, and the bytes
+    they declare compared with the entry's size, before the data is read."""
+    info = archive.getinfo(key + ".npy")
+    if (info.compress_type != zipfile.ZIP_STORED or info.flag_bits & _ZIP_UNREADABLE_FLAGS
+            or info.compress_size != info.file_size):
+        raise CorruptedFileError(f"{path}: entry {key!r} is not stored as it is (zip method "
+                                 f"{info.compress_type}, flags {info.flag_bits:#x}, {info.file_size:,} "
+                                 f"bytes in {info.compress_size:,}); model files neither compress nor "
+                                 f"encrypt their entries")
+    try:
+        with archive.open(info) as stream:
+            found_shape, fortran_order, found_dtype = _npy_header(stream)
+            if found_dtype.hasobject:
+                raise CorruptedFileError(f"{path}: entry {key!r} holds Python objects (pickled data), "
+                                         f"which a model file never does")
+            if shape is None:  # the header's bytes: any length up to the cap
+                fits = len(found_shape) == 1 and found_shape[0] <= MAX_HEADER_BYTES
+                expected = f"(n,) with n <= {MAX_HEADER_BYTES:,}"
+            else:
+                fits, expected = found_shape == shape, shape
+            if found_dtype != dtype or not fits or fortran_order:
+                raise CorruptedFileError(f"{path}: entry {key!r} is {found_dtype} {found_shape}"
+                                         f"{' in Fortran order' if fortran_order else ''}; expected "
+                                         f"{dtype} {expected}")
+            # numpy caps a .npy header at 10,000 characters, so this product is cheap to take.
+            data_bytes = info.file_size - stream.tell()
+            if dtype.itemsize * math.prod(found_shape) != data_bytes:
+                raise CorruptedFileError(f"{path} is corrupted: entry {key!r} declares {dtype} "
+                                         f"{found_shape} but holds {data_bytes:,} bytes of data")
+            # A copy, writable as np.load's arrays are.
+            return np.frombuffer(stream.read(data_bytes), dtype).reshape(found_shape).copy()
+    except ModelFileError:
+        raise
     except zipfile.BadZipFile as exc:
         raise CorruptedFileError(f"{path} is corrupted: entry {key!r} fails its zip check ({exc})") from None
     except (ValueError, OSError, EOFError) as exc:
-        raise CorruptedFileError(f"{path} is corrupted: entry {key!r} is not a readable array ({exc})") from None
+        # Besides the .npy header's errors: an entry offset past what seek takes (ValueError,
+        # OSError), an entry that runs past the end of the file (EOFError).
+        raise CorruptedFileError(f"{path} is corrupted: entry {key!r} is not a readable .npy array "
+                                 f"({exc})") from None
 
 
-def _header(archive, path: Path) -> dict:
-    names = set(archive.files)
+def _finite(text: str) -> float:
+    """JSON number hook: io.save writes finite numbers only, so ``NaN``, ``Infinity`` and a
+    fraction or exponent beyond float range (``1e400``, which Python reads as infinity) are
+    refused."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is not finite")
+    return value
+
+
+def _parse_header(header_bytes: bytes, path: Path):
+    try:
+        return json.loads(header_bytes.decode(), parse_float=_finite, parse_constant=_finite)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ForeignFileError(f"{path}: its header is not JSON ({exc}), so it is not an espresso_cl "
+                               f"model file") from None
+    except (ValueError, RecursionError) as exc:
+        # _finite's refusal; an integer longer than Python converts (sys.get_int_max_str_digits);
+        # nesting deeper than the recursion limit.
+        raise CorruptedFileError(f"{path} is corrupted: its header is JSON that io.save never "
+                                 f"writes ({exc})") from None
+
+
+def _is_size(value) -> bool:
+    # An integer >= 0; Python counts true as 1, JSON and this format do not.
+    return type(value) is int and value >= 0
+
+
+def _is_tensor_record(record) -> bool:
+    return (isinstance(record, dict) and record.get("dtype") in TENSOR_DTYPES
+            and isinstance(record.get("shape"), list) and all(map(_is_size, record["shape"]))
+            and isinstance(record.get("sha256"), str)
+            and re.fullmatch("[0-9a-f]{64}", record["sha256"]) is not None)
+
+
+# The header fields the reader uses: field -> (whether a value is valid, what is expected).
+_FIELDS = {
+    # The product in floats: exact this far, and never a huge integer however long the list.
+    "input_shape": (lambda v: isinstance(v, list) and len(v) > 0 and all(_is_size(s) and s > 0 for s in v)
+                    and math.prod(map(float, v)) <= MAX_INPUT_ELEMENTS,
+                    f"a non-empty list of positive integers, {MAX_INPUT_ELEMENTS:,} elements at most"),
+    "input_dtype": (lambda v: v in INPUT_DTYPES, f"one of {INPUT_DTYPES}"),
+    "layers": (lambda v: isinstance(v, list) and all(isinstance(c, dict) for c in v),
+               "a list of layer configurations (objects)"),
+    "tensors": (lambda v: isinstance(v, dict), "an object: tensor name -> record"),
+    "metadata": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _header(archive: zipfile.ZipFile, path: Path) -> dict:
+    names = _entries(archive)
     if HEADER not in names or HEADER_SHA256 not in names:
         listed = sorted(names)[:8]
         raise ForeignFileError(f"{path} is a NumPy archive but not an espresso_cl model file: it has "
                                f"no {HEADER!r} entry (entries: {listed}{' ...' if len(names) > 8 else ''})")
-    raw, digest = (_read_entry(archive, key, path) for key in (HEADER, HEADER_SHA256))
-    if raw.dtype != np.uint8 or raw.ndim != 1 or digest.dtype != np.uint8 or digest.ndim != 1:
-        raise ForeignFileError(f"{path}: its {HEADER!r} entries are not byte strings, so it is not "
-                               f"an espresso_cl model file")
-    header_bytes = raw.tobytes()
-    if _sha256(header_bytes).encode() != digest.tobytes():
+    header_bytes = _read_array(archive, HEADER, path, np.dtype(np.uint8), None).tobytes()
+    digest = _read_array(archive, HEADER_SHA256, path, np.dtype(np.uint8), (64,)).tobytes()
+    if _sha256(header_bytes).encode() != digest:
         raise CorruptedFileError(f"{path} is corrupted: the header does not match its SHA-256")
-    try:
-        header = json.loads(header_bytes.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ForeignFileError(f"{path}: its header is not JSON ({exc}), so it is not an espresso_cl "
-                               f"model file") from None
+    header = _parse_header(header_bytes, path)
     if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
         found = header.get("format") if isinstance(header, dict) else type(header).__name__
-        raise ForeignFileError(f"{path} is not an espresso_cl model file (format {found!r}, "
+        raise ForeignFileError(f"{path} is not an espresso_cl model file (format {reprlib.repr(found)}, "
                                f"expected {FORMAT_NAME!r})")
     version = header.get("version")
-    if version != FORMAT_VERSION:
-        newer = isinstance(version, int) and version > FORMAT_VERSION
-        raise VersionError(f"{path} is an espresso_cl model file of format version {version!r}; this "
-                           f"espresso_cl reads version {FORMAT_VERSION}"
+    if type(version) is not int or version != FORMAT_VERSION:  # true == 1 to Python
+        newer = type(version) is int and version > FORMAT_VERSION
+        raise VersionError(f"{path} is an espresso_cl model file of format version "
+                           f"{reprlib.repr(version)}; this espresso_cl reads version {FORMAT_VERSION}"
                            + (" (upgrade espresso_cl to read it)" if newer else ""))
     if header.get("packing") != PACKING:
-        raise VersionError(f"{path} packs binary weights as {header.get('packing')}; this espresso_cl "
-                           f"packs them as {PACKING}")
+        raise VersionError(f"{path} packs binary weights as {reprlib.repr(header.get('packing'))}; "
+                           f"this espresso_cl packs them as {PACKING}")
+    for field, (valid, expected) in _FIELDS.items():
+        if not valid(header.get(field)):
+            found = reprlib.repr(header[field]) if field in header else "missing"
+            raise CorruptedFileError(f"{path}: the header's {field!r} is {found}; expected {expected}")
+    for name, record in header["tensors"].items():
+        if not _is_tensor_record(record):
+            raise CorruptedFileError(f"{path}: the header's record of tensor {name!r} is "
+                                     f"{reprlib.repr(record)}; expected {{'dtype': one of {TENSOR_DTYPES}, "
+                                     f"'shape': a list of integers >= 0, 'sha256': 64 lowercase hex digits}}")
     return header
-
-
-@contextmanager
-def _archive(path: Path):
-    _check_container(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            yield archive
-    except zipfile.BadZipFile as exc:
-        raise CorruptedFileError(f"{path} is corrupted: its zip directory is unreadable ({exc})") from None
 
 
 def read_header(path) -> dict:
@@ -209,35 +367,35 @@ def read_header(path) -> dict:
         return _header(archive, path)
 
 
+# What building layers and a model raises on arguments it refuses (ShapeError is a ValueError).
+_BUILD_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError)
+
+
 def _model_from_header(header: dict, path: Path, runtime) -> Sequential:
+    layers = []
+    for index, config in enumerate(header["layers"]):
+        try:
+            layers.append(layer_from_config(config))
+        except _BUILD_ERRORS as exc:
+            raise CorruptedFileError(f"{path}: the header's layer {index} does not build ({exc})") from None
     try:
-        layers = [layer_from_config(config) for config in header["layers"]]
         return Sequential(layers, header["input_shape"], header["input_dtype"], runtime=runtime)
-    except (KeyError, TypeError, ValueError) as exc:
+    except _BUILD_ERRORS as exc:
         raise CorruptedFileError(f"{path}: the header does not describe a valid model ({exc})") from None
 
 
-def _tensors(archive, header: dict, path: Path) -> dict:
-    listed = header.get("tensors")
-    if not isinstance(listed, dict):
-        raise CorruptedFileError(f"{path}: the header has no tensor list")
-    present = {name[len(PARAM_PREFIX):] for name in archive.files if name.startswith(PARAM_PREFIX)}
+def _tensors(archive: zipfile.ZipFile, header: dict, path: Path) -> dict:
+    listed = header["tensors"]
+    present = {name[len(PARAM_PREFIX):] for name in _entries(archive) if name.startswith(PARAM_PREFIX)}
     if present != set(listed):
         raise CorruptedFileError(f"{path}: the archive's tensors do not match the header's list: "
                                  f"missing {sorted(set(listed) - present)}, "
                                  f"not listed {sorted(present - set(listed))}")
     tensors = {}
     for name, record in listed.items():
-        array = _read_entry(archive, PARAM_PREFIX + name, path)
-        try:
-            expected = (np.dtype(record["dtype"]), tuple(record["shape"]))
-            digest = record["sha256"]
-        except (KeyError, TypeError) as exc:
-            raise CorruptedFileError(f"{path}: the header's record of tensor {name!r} is malformed ({exc})") from None
-        if (array.dtype, array.shape) != expected:
-            raise CorruptedFileError(f"{path}: tensor {name!r} is {array.dtype} {array.shape}, the header "
-                                     f"says {expected[0]} {expected[1]}")
-        if _sha256(np.ascontiguousarray(array).tobytes()) != digest:
+        array = _read_array(archive, PARAM_PREFIX + name, path, np.dtype(record["dtype"]),
+                            tuple(record["shape"]))
+        if _sha256(array.tobytes()) != record["sha256"]:
             raise CorruptedFileError(f"{path} is corrupted: tensor {name!r} does not match its SHA-256")
         tensors[name] = array
     return tensors
@@ -259,7 +417,8 @@ def load(path, runtime=None) -> Sequential:
     """Read a model file written by :func:`save`; ``runtime`` as for :class:`Sequential`.
 
     Raises :class:`ForeignFileError`, :class:`TruncatedFileError`, :class:`CorruptedFileError`
-    or :class:`VersionError` (all :class:`ModelFileError`, a ValueError) saying what is wrong.
+    or :class:`VersionError` (all :class:`ModelFileError`, a ValueError) saying what is wrong;
+    a missing or unreadable path raises OSError as open() does.
     """
     path = Path(path)
     with _archive(path) as archive:

@@ -1,7 +1,15 @@
 """The model file: exact round trip, and a clear error for every kind of bad file."""
 
 import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+import tracemalloc
 import zipfile
+from io import BytesIO
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,13 +44,16 @@ def saved(tmp_path, rng):
     return model, path
 
 
-def rewrite(path, change):
-    """Rewrite a model file's entries through ``change(entries)``, keeping the header checksum valid."""
+def rewrite(path, change=lambda header, entries: None, edit=None):
+    """Rewrite a model file's entries through ``change(header, entries)``, then the header's JSON
+    text through ``edit(text)``, keeping the header checksum valid, so that the changes reach
+    the checks behind it."""
     with np.load(path, allow_pickle=False) as archive:
         entries = {key: archive[key] for key in archive.files}
     header = json.loads(entries[io.HEADER].tobytes())
     change(header, entries)
-    raw = json.dumps(header).encode()
+    text = json.dumps(header)
+    raw = (edit(text) if edit else text).encode()
     entries[io.HEADER] = np.frombuffer(raw, np.uint8)
     entries[io.HEADER_SHA256] = np.frombuffer(io._sha256(raw).encode(), np.uint8)
     np.savez(path, **entries)
@@ -278,3 +289,239 @@ def test_save_into_a_missing_folder_names_the_target(tmp_path):
     with pytest.raises(FileNotFoundError, match="no/such/model.npz") as caught:
         io.save(float_model().initialize(), target)
     assert ".tmp" not in str(caught.value)
+
+
+# -- Issue 12: load / read_header raise only ModelFileError, never hang, never over-allocate ----
+
+def npy_bytes(array=None, header=None, data=b""):
+    """A .npy file's bytes: ``array``'s, or a hand-written ``header`` dict followed by ``data``."""
+    out = BytesIO()
+    if array is not None:
+        np.lib.format.write_array(out, array, allow_pickle=True)
+    else:
+        np.lib.format.write_array_header_1_0(out, header)
+        out.write(data)
+    return out.getvalue()
+
+
+def write_npz(path, members):
+    """An uncompressed zip of ``members`` (name -> bytes), as np.savez writes."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def edit_central_directory(path, entry, offset, value):
+    """Set the 16-bit field at ``offset`` of ``entry``'s central directory record (8: flags,
+    10: compression method), behind zipfile's back, as damage would."""
+    data = bytearray(path.read_bytes())
+    count, _, at = struct.unpack_from("<HII", data, len(data) - 22 + 10)
+    for _ in range(count):
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", data, at + 28)
+        if data[at + 46:at + 46 + name_len] == entry.encode():
+            struct.pack_into("<H", data, at + offset, value)
+            path.write_bytes(bytes(data))
+            return
+        at += 46 + name_len + extra_len + comment_len
+    raise KeyError(entry)
+
+
+@pytest.mark.parametrize("entry", ["header.npy", "param/hidden.weight.npy"])
+@pytest.mark.parametrize("offset, value", [(10, 8), (10, 12), (10, 99), (8, 0x1), (8, 0x20), (8, 0x40)])
+def test_zip_method_or_flags_edited(saved, entry, offset, value):
+    # Issue 12: NotImplementedError / RuntimeError from zipfile.
+    _, path = saved
+    edit_central_directory(path, entry, offset, value)
+    with pytest.raises(io.CorruptedFileError, match="not stored as it is"):
+        io.load(path)
+
+
+def test_compressed_npz(saved):
+    model, path = saved
+    with np.load(path, allow_pickle=False) as archive:
+        entries = {key: archive[key] for key in archive.files}
+    np.savez_compressed(path, **entries)
+    with pytest.raises(io.CorruptedFileError, match="'header' is not stored as it is"):
+        io.load(path)
+
+
+def test_header_entry_not_npy(saved):
+    # Issue 12: AttributeError (np.load hands back the raw bytes of a non-.npy entry).
+    _, path = saved
+    with np.load(path, allow_pickle=False) as archive:
+        members = {f"{key}.npy": npy_bytes(archive[key]) for key in archive.files}
+    members["header.npy"] = bytes(np.load(path)["header"])
+    write_npz(path, members)
+    with pytest.raises(io.CorruptedFileError, match="'header' is not a readable .npy array"):
+        io.load(path)
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda t: t.replace('"metadata": {', '"metadata": {"deep": ' + "[" * 100_000 + "]" * 100_000 + ","),
+     "recursion"),
+    (lambda t: t.replace('"metadata": {', '"metadata": {"big": 1' + "0" * 5000 + ","), "digits"),
+    (lambda t: t.replace('"input_shape": [9, 7, 2]', '"input_shape": [Infinity]'), "Infinity is not finite"),
+    (lambda t: t.replace('"metadata": {', '"metadata": {"x": NaN,'), "NaN is not finite"),
+    (lambda t: t.replace('"eps": 0.001', '"eps": -Infinity'), "-Infinity is not finite"),
+    (lambda t: t.replace('"eps": 0.001', '"eps": 1e400'), "1e400 is not finite"),
+], ids=["deep-nesting", "5000-digit-int", "infinity-in-input-shape", "nan", "-infinity", "1e400"])
+def test_header_json_that_save_never_writes(saved, edit, why):
+    # Issue 12: RecursionError, ValueError (int digit limit), OverflowError.
+    _, path = saved
+    rewrite(path, edit=lambda text: edit(text) if edit(text) != text else pytest.fail("edit missed"))
+    with pytest.raises(io.CorruptedFileError, match=f"JSON that io.save never writes.*{why}"):
+        io.read_header(path)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("version", True), ("version", 1.0),
+])
+def test_version_must_be_an_integer(saved, field, value):
+    _, path = saved
+    rewrite(path, lambda header, entries: header.update({field: value}))
+    with pytest.raises(io.VersionError, match=f"version {value!r}"):
+        io.load(path)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("input_shape", [9, 7.0, 2]), ("input_shape", [9, True, 2]), ("input_shape", ["9", 7, 2]),
+    ("input_shape", []), ("input_shape", [9, 0, 2]), ("input_shape", [9, -7, 2]),
+    ("input_shape", [2**16, 2**16]), ("input_shape", 9), ("input_shape", None),
+    ("input_dtype", "int8"), ("input_dtype", ["uint8"]),
+    ("layers", {"0": {}}), ("layers", [["type", "sign"]]), ("layers", "sign"),
+    ("tensors", []), ("metadata", []), ("metadata", None),
+])
+def test_header_fields_are_checked_before_use(saved, field, value):
+    _, path = saved
+    rewrite(path, lambda header, entries: header.update({field: value}))
+    with pytest.raises(io.CorruptedFileError, match=f"header's '{field}' is"):
+        io.read_header(path)
+
+
+@pytest.mark.parametrize("record", [
+    {"dtype": "float64"}, {"dtype": "object"}, {"shape": [256, -1]}, {"shape": [256.0, 2]},
+    {"shape": "256"}, {"shape": [True, 2]}, {"sha256": "AB" * 32}, {"sha256": "ab"}, {"sha256": None},
+])
+def test_tensor_records_are_checked(saved, record):
+    _, path = saved
+    rewrite(path, lambda header, entries: header["tensors"]["hidden.weight"].update(record))
+    with pytest.raises(io.CorruptedFileError, match="header's record of tensor 'hidden.weight' is"):
+        io.read_header(path)
+
+
+@pytest.mark.parametrize("key", ["dtype", "shape", "sha256"])
+def test_tensor_record_key_missing(saved, key):
+    _, path = saved
+    rewrite(path, lambda header, entries: header["tensors"]["hidden.weight"].pop(key))
+    with pytest.raises(io.CorruptedFileError, match="header's record of tensor 'hidden.weight' is"):
+        io.load(path)
+
+
+@pytest.mark.parametrize("field", ["input_shape", "input_dtype", "layers", "tensors", "metadata"])
+def test_header_field_missing(saved, field):
+    _, path = saved
+    rewrite(path, lambda header, entries: header.pop(field))
+    with pytest.raises(io.CorruptedFileError, match=f"header's '{field}' is missing"):
+        io.load(path)
+
+
+def test_npy_declaring_1e10_elements_is_refused_before_allocating(saved):
+    # Issue 12: numpy allocated the declared 40 GB before the shape was compared with the header.
+    _, path = saved
+    key = io.PARAM_PREFIX + "hidden.weight"
+    rewrite(path, lambda header, entries: header["tensors"]["hidden.weight"].update(shape=[10**10]))
+    with np.load(path, allow_pickle=False) as archive:
+        members = {f"{name}.npy": npy_bytes(archive[name]) for name in archive.files}
+        data = archive[key].tobytes()
+    members[key + ".npy"] = npy_bytes(header={"descr": "<u4", "fortran_order": False, "shape": (10**10,)},
+                                      data=data)
+    write_npz(path, members)
+    tracemalloc.start()
+    try:
+        with pytest.raises(io.CorruptedFileError, match=r"'param/hidden.weight' declares uint32 \(10000000000,\)"):
+            io.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * path.stat().st_size + (16 << 20), peak
+
+
+def test_declared_shape_larger_than_the_entry(saved):
+    _, path = saved
+    rewrite(path, lambda header, entries: header["tensors"]["hidden.weight"].update(shape=[10**6, 10**6]))
+    with pytest.raises(io.CorruptedFileError, match=r"'param/hidden.weight' is uint32 \(67, 24\); expected uint32 \(1000000, 1000000\)"):
+        io.load(path)
+
+
+def test_overlapping_entries_are_refused(saved):
+    """Entries whose bytes overlap could make a small file read as many large tensors."""
+    _, path = saved
+    data = bytearray(path.read_bytes())
+    directory = struct.unpack_from("<I", data, len(data) - 22 + 16)[0]
+    # The first entry's sizes: all of the file up to the central directory (over the others).
+    struct.pack_into("<II", data, directory + 20, directory - 100, directory - 100)
+    path.write_bytes(bytes(data))
+    with pytest.raises(io.CorruptedFileError, match="entries add up to more than the file's"):
+        io.load(path)
+
+
+def test_header_size_is_capped(saved, monkeypatch, tmp_path):
+    _, path = saved
+    monkeypatch.setattr(io, "MAX_HEADER_BYTES", 1000)
+    with pytest.raises(io.CorruptedFileError, match=r"'header' is uint8 \(\d+,\); expected uint8 \(n,\) with n <= 1,000"):
+        io.read_header(path)
+    with pytest.raises(ValueError, match="over the 1,000 a model file allows"):
+        io.save(float_model().initialize(), tmp_path / "small.npz", metadata={"x": "y" * 1000})
+
+
+def _load_in_child(path, seconds=20):
+    """What io.load(path) raises, as "<class> <message>", run in a child process with a time and
+    memory limit, so that a regression fails the test instead of hanging it or eating memory."""
+    code = ("import sys\nfrom espresso_cl import io\ntry:\n    io.load(sys.argv[1])\n"
+            "except Exception as exc:\n    print(type(exc).__name__, exc)")
+    limit = 4 << 30
+    child = subprocess.run([sys.executable, "-c", code, str(path)], cwd=Path(__file__).parent.parent,
+                           capture_output=True, text=True, timeout=seconds,
+                           preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+    return child.stdout.strip() or child.stderr
+
+
+def test_fifo_is_refused_without_opening(tmp_path):
+    # Issue 12: opening a FIFO waits for a writer forever.
+    fifo = tmp_path / "model.npz"
+    os.mkfifo(fifo)
+    assert _load_in_child(fifo) == (f"ForeignFileError {fifo} is not an espresso_cl model file: it is "
+                                    f"a named pipe (FIFO), not a regular file")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_dev_zero_is_refused():
+    # Issue 12: read until memory ran out.
+    assert _load_in_child("/dev/zero") == ("ForeignFileError /dev/zero is not an espresso_cl model "
+                                           "file: it is a character device, not a regular file")
+
+
+def test_directory_is_refused(tmp_path):
+    with pytest.raises(io.ForeignFileError, match=f"{tmp_path} .*a directory, not a regular file"):
+        io.read_header(tmp_path)
+
+
+def test_missing_path_and_symlink_loop_are_os_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        io.load(tmp_path / "none.npz")
+    loop = tmp_path / "loop.npz"
+    loop.symlink_to(loop)
+    with pytest.raises(OSError):
+        io.load(loop)
+
+
+def test_a_symlink_to_a_model_loads(saved, tmp_path):
+    model, path = saved
+    link = tmp_path / "link.npz"
+    link.symlink_to(path)
+    assert io.load(link).params().keys() == model.params().keys()
+
+
+def test_loaded_parameters_are_writable(saved):
+    model, path = saved
+    assert all(value.flags.writeable for value in io.load(path).params().values())
