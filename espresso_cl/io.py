@@ -47,7 +47,11 @@ from .layout import ROW_ALIGN_BITS, STORAGE_WORD_BITS
 from .model import INPUT_DTYPES, Sequential
 
 FORMAT_NAME = "espresso_cl.model"
-FORMAT_VERSION = 1
+# Version 2 added explicit padding amounts ([[top, bottom], [left, right]]) to convolution and
+# pooling layers. save writes the oldest version that holds the model, so a model without them
+# stays a version-1 file that older espresso_cl reads, byte for byte as before.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 PACKING = {"word_bits": STORAGE_WORD_BITS, "row_align_bits": ROW_ALIGN_BITS, "bit_order": "lsb-first",
            "set_bit": "+1"}
 HEADER, HEADER_SHA256, PARAM_PREFIX = "header", "header_sha256", "param/"
@@ -97,6 +101,12 @@ def _as_bytes_array(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)
 
 
+def _version_for(model: Sequential) -> int:
+    """The oldest format version that holds ``model``."""
+    explicit = any(not isinstance(layer.config().get("padding", "same"), str) for layer in model.layers)
+    return 2 if explicit else 1
+
+
 def save(model: Sequential, path, metadata: dict | None = None) -> None:
     """Write ``model`` (every parameter set) to ``path``; ``metadata`` is any JSON-able dict
     kept in the header (training details, accuracy). The file is replaced atomically."""
@@ -106,7 +116,7 @@ def save(model: Sequential, path, metadata: dict | None = None) -> None:
     params = {name: np.ascontiguousarray(value) for name, value in model.params().items()}
     header = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": _version_for(model),
         "packing": PACKING,
         "input_shape": list(model.input_shape),
         "input_dtype": model.input_dtype,
@@ -339,10 +349,10 @@ def _header(archive: zipfile.ZipFile, path: Path) -> dict:
         raise ForeignFileError(f"{path} is not an espresso_cl model file (format {reprlib.repr(found)}, "
                                f"expected {FORMAT_NAME!r})")
     version = header.get("version")
-    if type(version) is not int or version != FORMAT_VERSION:  # true == 1 to Python
+    if type(version) is not int or version not in READABLE_VERSIONS:  # true == 1 to Python
         newer = type(version) is int and version > FORMAT_VERSION
         raise VersionError(f"{path} is an espresso_cl model file of format version "
-                           f"{reprlib.repr(version)}; this espresso_cl reads version {FORMAT_VERSION}"
+                           f"{reprlib.repr(version)}; this espresso_cl reads versions {READABLE_VERSIONS}"
                            + (" (upgrade espresso_cl to read it)" if newer else ""))
     if header.get("packing") != PACKING:
         raise VersionError(f"{path} packs binary weights as {reprlib.repr(header.get('packing'))}; "
@@ -351,6 +361,9 @@ def _header(archive: zipfile.ZipFile, path: Path) -> dict:
         if not valid(header.get(field)):
             found = reprlib.repr(header[field]) if field in header else "missing"
             raise CorruptedFileError(f"{path}: the header's {field!r} is {found}; expected {expected}")
+    if version < 2 and any(not isinstance(config.get("padding", "same"), str) for config in header["layers"]):
+        raise CorruptedFileError(f"{path}: a version-1 file with explicit padding amounts, which only "
+                                 f"version 2 has")
     for name, record in header["tensors"].items():
         if not _is_tensor_record(record):
             raise CorruptedFileError(f"{path}: the header's record of tensor {name!r} is "

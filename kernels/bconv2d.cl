@@ -103,10 +103,11 @@ void bconv2d(const int N, const int H, const int W, const int C,
     int taps[TM];
     #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        /* Rows [ya, ya + ry) and columns [xa, xa + rx) of the window lie inside the image. */
+        /* Rows [ya, ya + ry) and columns [xa, xa + rx) of the window lie inside the image
+         * (none where explicit padding puts the whole window beside it). */
         const int y1 = iy0[i] + KH, x1 = ix0[i] + KW;
         const int ya = iy0[i] < 0 ? -iy0[i] : 0, xa = ix0[i] < 0 ? -ix0[i] : 0;
-        const int ry = KH - ya - (y1 > H ? y1 - H : 0), rx = KW - xa - (x1 > W ? x1 - W : 0);
+        const int ry = max(0, KH - ya - (y1 > H ? y1 - H : 0)), rx = max(0, KW - xa - (x1 > W ? x1 - W : 0));
         /* Zero padding: take back the popcount(w) that each padded tap's 0 words added. */
         if (!one_pad && (ry < KH || rx < KW))
             for (int ky = 0; ky < KH; ++ky) {

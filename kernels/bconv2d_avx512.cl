@@ -126,10 +126,11 @@ void bconv2d_avx512(const int N, const int H, const int W, const int C,
             const int y = oy * stride - pad_top, xl = ox * stride - pad_left;
             iy0[i] = y;
             px[i] = ((long)n * H + y) * ROW + (long)xl * CW;
-            /* Valid taps: rows [ya, ya + ry) and columns [xs, xs + rx) of the window. */
+            /* Valid taps: rows [ya, ya + ry) and columns [xs, xs + rx) of the window; none
+             * where explicit padding puts the whole window beside the image. */
             const int ya = y < 0 ? -y : 0, xs = xl < 0 ? -xl : 0;
-            const int ry = KH - ya - (y + KH > H ? y + KH - H : 0);
-            const int rx = KW - xs - (xl + KW > W ? xl + KW - W : 0);
+            const int ry = max(0, KH - ya - (y + KH > H ? y + KH - H : 0));
+            const int rx = max(0, KW - xs - (xl + KW > W ? xl + KW - W : 0));
             xa[i] = xs * CW;
             xb[i] = (xs + rx) * CW;
             taps[i] = ry * rx;

@@ -10,7 +10,9 @@ from espresso_cl.tensor import Tensor
 
 # (N, H, W, C, OC, KH, KW, stride, padding): channel counts on both sides of 32 and 64 and
 # none a multiple of them but one, odd OC, batch 1 and odd batches, H != W, 1x1 to 5x5 kernels
-# and a non-square one, a window as large as the image, 'same' windows wider than the image.
+# and a non-square one, a window as large as the image, 'same' windows wider than the image;
+# explicit paddings ((top, bottom), (left, right)): PyTorch's stride-2 padding=1 on even and odd
+# sizes, padding wider than half the window, lopsided padding with windows wholly in it.
 # test_fconv2d and test_bitplane derive their cases from these.
 CONV_CASES = [
     (1, 5, 7, 1, 3, 3, 3, 1, "same"),
@@ -23,6 +25,11 @@ CONV_CASES = [
     (5, 4, 3, 64, 17, 5, 5, 2, "same"),
     (1, 3, 4, 128, 1, 3, 4, 1, "valid"),
     (2, 6, 6, 17, 40, 3, 2, 2, "same"),
+    (2, 8, 8, 5, 6, 3, 3, 2, ((1, 1), (1, 1))),
+    (1, 7, 9, 33, 5, 3, 3, 2, ((1, 1), (1, 1))),
+    (3, 6, 5, 3, 4, 3, 3, 1, ((2, 2), (2, 2))),
+    (1, 5, 6, 65, 7, 3, 2, 1, ((3, 0), (0, 4))),
+    (2, 4, 4, 17, 9, 5, 5, 3, ((0, 2), (1, 0))),
 ]
 
 
@@ -33,7 +40,10 @@ def gemm_ids(shapes):
 
 def conv_ids(cases):
     """Test ids of conv cases (see CONV_CASES)."""
-    return ["x".join(map(str, case[:7])) + f"-s{case[7]}-{case[8]}" for case in cases]
+    def padding(p):
+        return p if isinstance(p, str) else "p" + "".join(str(a) for pair in p for a in pair)
+
+    return ["x".join(map(str, case[:7])) + f"-s{case[7]}-{padding(case[8])}" for case in cases]
 
 
 def conv_shapes(case):

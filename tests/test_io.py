@@ -90,7 +90,7 @@ def test_loaded_model_runs_on_device(runtime, saved, rng):
 def test_header_and_metadata(saved):
     model, path = saved
     header = io.read_header(path)
-    assert header["format"] == io.FORMAT_NAME and header["version"] == io.FORMAT_VERSION
+    assert header["format"] == io.FORMAT_NAME and header["version"] == 1  # no explicit padding
     assert header["metadata"] == {"note": "test", "accuracy": 0.5}
     assert set(header["tensors"]) == set(model.params())
     assert header["tensors"]["hidden.weight"]["dtype"] == "uint32"
@@ -191,13 +191,44 @@ def test_header_contradicts_architecture(saved):
         io.load(path)
 
 
-@pytest.mark.parametrize("version", [2, 0, "1"])
+@pytest.mark.parametrize("version", [3, 0, "1"])
 def test_wrong_version(saved, version):
     _, path = saved
     rewrite(path, lambda header, entries: header.update(version=version))
     with pytest.raises(io.VersionError, match=f"version {version!r}") as err:
         io.load(path)
-    assert ("upgrade" in str(err.value)) == (version == 2)
+    assert ("upgrade" in str(err.value)) == (version == 3)
+
+
+def pytorch_padded_model():
+    layers = [ec.BinaryConv2D(6, 3, stride=2, padding=1), ec.BatchNorm(), ec.Sign(),
+              ec.BinaryConv2D(5, 3, padding=((0, 1), (1, 1))),
+              ec.MaxPool2D(3, stride=2, padding=((1, 1), (0, 1))), ec.BatchNorm(), ec.Sign(),
+              ec.Conv2D(4, (3, 2), padding=((2, 0), (0, 1))), ec.Flatten(), ec.Dense(3)]
+    return ec.Sequential(layers, input_shape=(10, 8, 2), input_dtype="uint8")
+
+
+def test_explicit_padding_is_version_2_and_round_trips(tmp_path, rng):
+    model = pytorch_padded_model().initialize(seed=3)
+    path = tmp_path / "padded.npz"
+    io.save(model, path)
+    header = io.read_header(path)
+    assert header["version"] == 2
+    assert header["layers"][0]["padding"] == [[1, 1], [1, 1]]
+    loaded = io.load(path)
+    assert [l.config() for l in loaded.layers] == [l.config() for l in model.layers]
+    x = rng.integers(0, 256, (3, 10, 8, 2), dtype=np.uint8)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    np.testing.assert_array_equal(forward(loaded.layers, x), forward(model.layers, x))
+    # Explicit amounts are version 2's: in a file that says version 1 they are damage.
+    rewrite(path, lambda header, entries: header.update(version=1))
+    with pytest.raises(io.CorruptedFileError, match="version-1 file with explicit padding"):
+        io.load(path)
+
+
+def test_models_without_explicit_padding_stay_version_1(saved):
+    # Old readers read them, and today's files stay byte-identical.
+    assert io.read_header(saved[1])["version"] == 1
 
 
 def test_other_packing(saved):

@@ -108,6 +108,36 @@ def test_cnn_matches_reference_and_float_mode(runtime, rng, pad_value, batch):
     np.testing.assert_array_equal(model.predict_classes(x), model.predict_classes(x, mode="float"))
 
 
+def pytorch_padded_cnn(pad_value="zero"):
+    """PyTorch's paddings: symmetric stride-2 padding=1 on even and odd sizes, padding=2 and 0,
+    a padded max-pool, lopsided amounts."""
+    layers = [
+        ec.BinaryConv2D(9, 3, stride=2, padding=1), ec.BatchNorm(), ec.Sign(),          # 14x12 -> 7x6
+        ec.BinaryConv2D(12, 3, stride=2, padding=1, pad_value=pad_value), ec.BatchNorm(), ec.Sign(),  # -> 4x3
+        ec.BinaryConv2D(16, 3, padding=2), ec.MaxPool2D(3, stride=2, padding=1),         # 6x5 -> 3x3
+        ec.BatchNorm(), ec.Sign(),
+        ec.BinaryConv2D(10, (2, 3), padding=((1, 0), (2, 1))), ec.BatchNorm(), ec.Sign(),
+        ec.BinaryConv2D(8, 2, padding=0), ec.Flatten(), ec.BatchNorm(), ec.Sign(), ec.Dense(5),
+    ]
+    return ec.Sequential(layers, input_shape=(14, 12, 3), input_dtype="uint8")
+
+
+@pytest.mark.parametrize("pad_value", ["zero", "one"])
+def test_explicit_padding_matches_reference_on_every_profile(profiled_runtime, rng, pad_value):
+    model = pytorch_padded_cnn(pad_value).initialize(seed=int(rng.integers(1 << 30)))
+    model._runtime = profiled_runtime
+    set_some_gammas_zero(model, rng)
+    x = pixels(rng, 3, (14, 12, 3))
+    out_b, ref = check_against_reference(model, x, "binary")
+    out_f, _ = check_against_reference(model, x, "float")
+    np.testing.assert_allclose(out_b, out_f, rtol=1e-6, atol=1e-6)
+
+
+def test_a_pool_window_wholly_in_padding_is_refused():
+    with pytest.raises(ec.ShapeError, match="no pixel of the image"):
+        ec.Sequential([ec.MaxPool2D(2, padding=((2, 0), (0, 0)))], input_shape=(6, 6, 3))
+
+
 def test_cnn_hidden_bits_exact(runtime, rng):
     """Conv -> pool -> BN -> sign with negative gammas: the packed AND/OR pooling is exact."""
     layers = [ec.BinaryConv2D(21, 3), ec.BatchNorm(), ec.Sign(),

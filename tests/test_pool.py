@@ -7,9 +7,11 @@ import pytest
 from espresso_cl import Tensor, ops, reference
 
 CHANNELS = [1, 5, 31, 33, 64, 65, 100, 130]
-# (pool, stride, padding): the CNN's 2x2/2, an overlapping 3x3/2, 'same' windows, non-square ones.
+# (pool, stride, padding): the CNN's 2x2/2, an overlapping 3x3/2, 'same' windows, non-square
+# ones, explicit padding (PyTorch's 3x3/2 padding=1; lopsided).
 WINDOWS = [((2, 2), 2, "valid"), ((3, 3), 2, "valid"), ((3, 3), 1, "same"),
-           ((3, 3), 2, "same"), ((2, 3), 1, "same"), ((3, 2), 2, "valid")]
+           ((3, 3), 2, "same"), ((2, 3), 1, "same"), ((3, 2), 2, "valid"),
+           ((3, 3), 2, ((1, 1), (1, 1))), ((2, 2), 2, ((1, 0), (0, 1))), ((3, 2), 1, ((1, 1), (0, 1)))]
 # (N, H, W): batch 1 and odd batches, H != W, odd sizes.
 IMAGES = [(1, 7, 5), (3, 6, 9), (2, 12, 11)]
 

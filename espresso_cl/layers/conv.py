@@ -7,7 +7,7 @@ import numpy as np
 from .. import checks
 from .. import float_program as fp
 from ..fusion import sign_after
-from ..geometry import PADDINGS, ConvGeometry
+from ..geometry import ConvGeometry, padding_config, padding_of
 from ..reference import conv2d
 from .base import Layer, Spec, as_float
 from .binary import BinaryWeights, acc_range, check_binary_input
@@ -17,6 +17,10 @@ PAD_VALUES = ("zero", "one")
 
 
 class _Conv(Layer):
+    """What both convolutions share: ``padding`` is 'same' (TensorFlow's convention: for
+    stride 2 on an even size not PyTorch's), 'valid', an int p (p on every side, PyTorch's
+    ``padding=p``), (ph, pw), or ((top, bottom), (left, right)) (:mod:`espresso_cl.geometry`)."""
+
     use_bias = False
 
     def __init__(self, filters, kernel_size=3, stride=1, padding="same", name=None):
@@ -25,11 +29,11 @@ class _Conv(Layer):
         self.filters = checks.size(filters, f"{kind} filters")
         self.kernel_size = checks.size_pair(kernel_size, f"{kind} kernel_size")
         self.stride = checks.size(stride, f"{kind} stride")
-        self.padding = checks.one_of(padding, f"{kind} padding", PADDINGS)
+        self.padding = padding_of(padding, f"{kind} padding")
 
     def _config(self):
         return {"filters": self.filters, "kernel_size": list(self.kernel_size), "stride": self.stride,
-                "padding": self.padding}
+                "padding": padding_config(self.padding)}
 
     def param_shapes(self):
         kh, kw = self.kernel_size

@@ -9,14 +9,16 @@ import numpy as np
 from .. import checks
 from .. import float_program as fp
 from ..fusion import pool_batch_norm_sign
-from ..geometry import PADDINGS, ConvGeometry
+from ..geometry import ConvGeometry, padding_config, padding_of
 from ..reference import maxpool
 from .base import Layer
 from .window import window_geometry
 
 
 class MaxPool2D(Layer):
-    """Max-pooling over (ph, pw) windows, NHWC; the kind is kept (pm1 pools on packed bits)."""
+    """Max-pooling over (ph, pw) windows, NHWC; the kind is kept (pm1 pools on packed bits).
+    ``padding`` as for convolutions (:func:`espresso_cl.geometry.padding_of`); padded taps
+    take no part in a max, as PyTorch's -inf padding."""
 
     type_name = "maxpool2d"
 
@@ -24,15 +26,19 @@ class MaxPool2D(Layer):
         super().__init__(name)
         self.kernel_size = checks.size_pair(pool_size, "MaxPool2D pool_size")
         self.stride = self.kernel_size[0] if stride is None else checks.size(stride, "MaxPool2D stride")
-        self.padding = checks.one_of(padding, "MaxPool2D padding", PADDINGS)
+        self.padding = padding_of(padding, "MaxPool2D padding")
 
     def _config(self):
-        return {"pool_size": list(self.kernel_size), "stride": self.stride, "padding": self.padding}
+        return {"pool_size": list(self.kernel_size), "stride": self.stride,
+                "padding": padding_config(self.padding)}
 
     def _infer(self, spec):
         if spec.kind == "uint8":
             raise self._fail("pooling raw uint8 input is not supported; pool after the first layer")
         geom = window_geometry(self, spec)
+        if not geom.every_window_meets_the_image():
+            raise self._fail(f"padding {self.padding} leaves a window with no pixel of the image "
+                             f"(a max of nothing); pad less than the window on each side")
         return replace(spec, shape=(geom.oh, geom.ow, spec.shape[2]))
 
     def geometry(self) -> ConvGeometry:
