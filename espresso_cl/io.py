@@ -52,6 +52,7 @@ FORMAT_NAME = "espresso_cl.model"
 # stays a version-1 file that older espresso_cl reads, byte for byte as before.
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 PACKING = {"word_bits": STORAGE_WORD_BITS, "row_align_bits": ROW_ALIGN_BITS, "bit_order": "lsb-first",
            "set_bit": "+1"}
 HEADER, HEADER_SHA256, PARAM_PREFIX = "header", "header_sha256", "param/"
@@ -147,12 +148,22 @@ def save(model: Sequential, path, metadata: dict | None = None) -> None:
     try:
         with open(tmp, "xb") as f:
             created = True
-            np.savez(f, **entries)
+            _write_npz(f, entries)
         os.replace(tmp, path)
     except BaseException:
         if created:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _write_npz(f, entries: dict) -> None:
+    """What ``np.savez`` writes, less the time of writing: the same model gives the same bytes
+    (zip entries dated 1980-01-01, the zip epoch), so a file can be compared and reproduced."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as archive:
+        for name, value in entries.items():
+            info = zipfile.ZipInfo(name + ".npy", date_time=ZIP_DATE)
+            with archive.open(info, "w", force_zip64=True) as entry:  # as np.savez (numpy gh-10776)
+                np.lib.format.write_array(entry, np.asanyarray(value), allow_pickle=False)
 
 
 def _regular_file_size(path: Path) -> int:

@@ -16,12 +16,19 @@ supplies the numbers. Conventions (docs/models.md has the full list):
   one is folded into the batch-norm that must follow it (max-pooling between is allowed):
   ``running_mean' = running_mean - bias``.
 - PyTorch flattens NCHW; espresso_cl flattens NHWC. The per-feature tensors after a
-  ``Flatten`` (the next Linear's columns, a BatchNorm1d between) are permuted to match.
+  ``Flatten`` (the next Linear's columns, a BatchNorm1d between) are permuted to match, except
+  after the Flatten layers named in ``nhwc_flattens`` (the network permuted to NHWC itself).
+- The architecture is yours, so padding is too: ``'same'`` is TensorFlow's convention, which
+  for a stride-2 convolution on an even size pads differently from PyTorch's ``padding=1``
+  (a warning says so); give such layers ``padding=1``. :func:`espresso_cl.from_torch.from_torch`
+  reads the architecture from the module itself and needs none of this.
 
 Any mismatch raises :class:`StateDictError` naming the espresso_cl layer and the tensor.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -61,8 +68,9 @@ def _nhwc_order(shape: tuple) -> np.ndarray:
 
 
 class _Importer:
-    def __init__(self, model: Sequential, state_dict):
+    def __init__(self, model: Sequential, state_dict, nhwc_flattens=()):
         self.model = model
+        self.nhwc_flattens = set(nhwc_flattens)
         self.modules = _modules(state_dict)
         self.next_module = 0
         self.order = None          # NHWC permutation of the current flat features, after a Flatten
@@ -179,7 +187,7 @@ class _Importer:
         self.set(layer, tensors, **p)
 
     def flatten(self, layer) -> None:
-        if len(layer.input_spec.shape) == 3:
+        if len(layer.input_spec.shape) == 3 and layer.name not in self.nhwc_flattens:
             self.order = _nhwc_order(layer.input_spec.shape)
 
     def run(self) -> Sequential:
@@ -221,11 +229,24 @@ def _importer_of(layer):
     return next((IMPORTERS[cls] for cls in type(layer).__mro__ if cls in IMPORTERS), None)
 
 
-def load_state_dict(model: Sequential, state_dict) -> Sequential:
+def load_state_dict(model: Sequential, state_dict, nhwc_flattens=()) -> Sequential:
     """Set every parameter of ``model`` from a PyTorch ``state_dict`` (a mapping of names to torch
     tensors or NumPy arrays) following the conventions of this module; returns ``model``.
 
-    Raises :class:`StateDictError` naming the layer and the tensor on any mismatch. Write the
-    result to a model file with :func:`espresso_cl.io.save`.
+    ``nhwc_flattens``: names of Flatten layers whose input the PyTorch network had permuted to
+    NHWC before flattening. Raises :class:`StateDictError` naming the layer and the tensor on
+    any mismatch. Write the result to a model file with :func:`espresso_cl.io.save`.
     """
-    return _Importer(model, state_dict).run()
+    _warn_tensorflow_same(model)
+    return _Importer(model, state_dict, nhwc_flattens).run()
+
+
+def _warn_tensorflow_same(model: Sequential) -> None:
+    for layer in model.layers:
+        if isinstance(layer, (BinaryConv2D, Conv2D, MaxPool2D)) and layer.padding == "same" and layer.stride > 1:
+            h, w = layer.input_spec.shape[:2]
+            if h % layer.stride == 0 or w % layer.stride == 0:
+                warnings.warn(f"layer {layer.name!r}: padding 'same' with stride {layer.stride} on a "
+                              f"{h}x{w} input pads {layer.geometry().pad_top} row(s) on top, PyTorch's "
+                              f"symmetric padding pads more; if the PyTorch layer has padding=p, build "
+                              f"this one with padding=p", stacklevel=3)

@@ -145,8 +145,9 @@ class Layer:
         self._params[key] = value.astype(np.float32)
 
     def params(self) -> dict:
-        """name -> stored array (binary weights packed as uint32 words)."""
-        return dict(self._params)
+        """name -> stored array (binary weights packed as uint32 words), in the order of
+        :meth:`param_shapes` whatever order they were set in (model files are reproducible)."""
+        return {key: self._params[key] for key in self.param_shapes() if key in self._params}
 
     def load_stored(self, key: str, array: np.ndarray) -> None:
         """Set one parameter from its stored form (as :meth:`params` returns it)."""
