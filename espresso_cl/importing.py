@@ -1,4 +1,4 @@
-"""What the importers of users' networks (:mod:`espresso_cl.from_torch`, :mod:`espresso_cl.from_onnx`)
+"""What the importers of users' networks (:mod:`espresso_cl.import_torch`, :mod:`espresso_cl.import_onnx`)
 share: the errors they raise, what a binarization is, the network they build, and the check
 of the result against the original.
 

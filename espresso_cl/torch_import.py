@@ -20,7 +20,7 @@ supplies the numbers. Conventions (docs/models.md has the full list):
   after the Flatten layers named in ``nhwc_flattens`` (the network permuted to NHWC itself).
 - The architecture is yours, so padding is too: ``'same'`` is TensorFlow's convention, which
   for a stride-2 convolution on an even size pads differently from PyTorch's ``padding=1``
-  (a warning says so); give such layers ``padding=1``. :func:`espresso_cl.from_torch.from_torch`
+  (a warning says so); give such layers ``padding=1``. :func:`espresso_cl.from_torch`
   reads the architecture from the module itself and needs none of this.
 
 Any mismatch raises :class:`StateDictError` naming the espresso_cl layer and the tensor.

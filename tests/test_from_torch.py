@@ -14,7 +14,7 @@ from torch_nets import NETWORKS, BinaryConv2d, BinaryLinear, Sign, SignSTE, rand
 
 import espresso_cl as ec  # noqa: E402
 from espresso_cl import io  # noqa: E402
-from espresso_cl.from_torch import from_torch  # noqa: E402
+from espresso_cl.import_torch import from_torch  # noqa: E402
 from espresso_cl.importing import (Agreement, ImportMismatchError, SignSemanticsWarning,  # noqa: E402
                                    UnsupportedModelError, agreement, check_agreement)
 from espresso_cl.torch_import import _nhwc_order  # noqa: E402
@@ -207,7 +207,7 @@ def test_disagreements_beyond_ties_raise_unless_allowed():
 
 def test_the_example_check_catches_a_wrong_import(runtime, monkeypatch):
     # A conv imported with TensorFlow's 'same' (what a hand-built model did) must not pass.
-    from espresso_cl import from_torch as module
+    from espresso_cl import import_torch as module
 
     monkeypatch.setattr(module, "_padding", lambda padding, kernel, stride, where: "same")
     net, shape, dtype = NETWORKS["strided-cnn-even"]()
