@@ -264,13 +264,9 @@ def test_shipped_models_reimport_byte_identical(tmp_path, name):
     script = training_script()
     path = io.shipped_model(name)
     shipped = io.load(path)
-    if name == "mnist_mlp":
-        net, _ = script.mlp(shipped.layers[0].units)
-        shape = (784,)
-    else:
-        net, _ = script.cnn()
-        shape = (1, 28, 28)
-    model = from_torch(torch_twin(net, shipped), shape, "uint8")
+    arch = name.removeprefix("mnist_")
+    net = script.mlp(shipped.layers[0].units) if arch == "mlp" else script.cnn()
+    model = from_torch(torch_twin(net, shipped), script.INPUT_SHAPES[arch], "uint8")
     out = tmp_path / f"{name}.npz"
     io.save(model, out, metadata=io.read_header(path)["metadata"])
     assert out.read_bytes() == path.read_bytes()

