@@ -16,7 +16,8 @@ pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from torch import nn  # noqa: E402
-from torch_nets import NETWORKS, BinaryConv2d, BinaryLinear, Sign, SignConv2d, SignSTE, random_input  # noqa: E402
+from torch_nets import (NETWORKS, BinaryConv2d, BinaryLinear, Sign, SignConv2d, SignSTE,  # noqa: E402
+                        assert_same_function, random_input)
 
 import espresso_cl as ec  # noqa: E402
 from espresso_cl.import_onnx import from_onnx  # noqa: E402
@@ -44,22 +45,6 @@ def exported(tmp_path_factory):
         net, shape, dtype = build()
         found[name] = (net, shape, dtype, {e: export(net, shape, folder / f"{name}-{e}.onnx", e) for e in EXPORTERS})
     return found
-
-
-def nhwc(x: torch.Tensor, dtype: str) -> np.ndarray:
-    array = x.numpy()
-    if array.ndim == 4:
-        array = array.transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(array.astype(np.uint8) if dtype == "uint8" else array)
-
-
-def assert_same_function(net, model, x: torch.Tensor, dtype: str):
-    """0 class disagreements with PyTorch itself, outputs equal to float32 rounding."""
-    with torch.no_grad():
-        theirs = net(x).numpy()
-    np.testing.assert_array_equal(model.predict_classes(nhwc(x, dtype)), theirs.argmax(1))
-    np.testing.assert_allclose(model.predict(nhwc(x, dtype)), theirs, rtol=1e-4,
-                               atol=1e-4 * (1 + np.abs(theirs).max()))
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)

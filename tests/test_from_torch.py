@@ -10,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
-from torch_nets import NETWORKS, BinaryConv2d, BinaryLinear, Sign, SignSTE, random_input  # noqa: E402
+from torch_nets import (NETWORKS, BinaryConv2d, BinaryLinear, Sign,  # noqa: E402
+                        assert_same_function, nhwc, random_input)
 
 import espresso_cl as ec  # noqa: E402
 from espresso_cl import io  # noqa: E402
@@ -20,22 +21,6 @@ from espresso_cl.importing import (Agreement, ImportMismatchError, SignSemantics
 from espresso_cl.torch_import import _nhwc_order  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def nhwc(x: torch.Tensor, dtype: str) -> np.ndarray:
-    """A batch in the module's layout as the imported model takes it."""
-    array = x.numpy()
-    if array.ndim == 4:
-        array = array.transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(array.astype(np.uint8) if dtype == "uint8" else array)
-
-
-def assert_same_function(net, model, x: torch.Tensor, dtype: str):
-    with torch.no_grad():
-        theirs = net(x).numpy()
-    ours = model.predict(nhwc(x, dtype))
-    np.testing.assert_array_equal(model.predict_classes(nhwc(x, dtype)), theirs.argmax(1))
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * (1 + np.abs(theirs).max()))
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))

@@ -9,6 +9,7 @@ Batch-norm statistics come from a pass over random data, so that signs are balan
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -169,3 +170,20 @@ NETWORKS = {
     "padded-cnn-float-input": padded_cnn,
     "pool-cnn-28": pool_cnn,
 }
+
+
+def nhwc(x: torch.Tensor, dtype: str) -> np.ndarray:
+    """A batch in the module's layout as the imported model takes it."""
+    array = x.numpy()
+    if array.ndim == 4:
+        array = array.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(array.astype(np.uint8) if dtype == "uint8" else array)
+
+
+def assert_same_function(net, model, x: torch.Tensor, dtype: str):
+    """0 class disagreements with PyTorch itself, outputs equal to float32 rounding."""
+    with torch.no_grad():
+        theirs = net(x).numpy()
+    np.testing.assert_array_equal(model.predict_classes(nhwc(x, dtype)), theirs.argmax(1))
+    np.testing.assert_allclose(model.predict(nhwc(x, dtype)), theirs, rtol=1e-4,
+                               atol=1e-4 * (1 + np.abs(theirs).max()))
