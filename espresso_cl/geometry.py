@@ -35,6 +35,16 @@ def padding_of(value, what: str = "padding"):
                      f"got {value!r}")
 
 
+def simplest_padding(amounts: tuple, kernel: tuple, stride: int):
+    """Explicit ((top, bottom), (left, right)) by the simplest name with the same windows:
+    'valid' when none, 'same' for stride 1 where they are what 'same' pads (a model file then
+    stays format version 1), else the amounts."""
+    if amounts == ((0, 0), (0, 0)):
+        return "valid"
+    same = tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
+    return "same" if stride == 1 and tuple(amounts) == same else amounts
+
+
 def padding_config(padding):
     """A padding as JSON: the name, or [[top, bottom], [left, right]]."""
     return padding if isinstance(padding, str) else [list(pair) for pair in padding]

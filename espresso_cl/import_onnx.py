@@ -58,6 +58,7 @@ import numpy as np
 
 from .importing import (SIGN_PROBE, Recipe, UnsupportedModelError, agreement, binary_weights,
                         check_agreement, sign_at_zero, warn_sign_semantics)
+from .geometry import simplest_padding
 from .layers import BatchNorm, BinaryConv2D, BinaryDense, Conv2D, Dense, Flatten, MaxPool2D, Sign, Softmax
 from .layers.base import ShapeError
 from .model import INPUT_DTYPES
@@ -236,15 +237,6 @@ def _opset(proto) -> int:
                                     f"from_onnx reads opset {MIN_OPSET} and newer (tested 17 and 18): "
                                     f"export again with opset_version=17 or newer")
     return versions[0]
-
-
-def _padding(amounts: tuple, kernel: tuple, stride: int):
-    """Explicit ((top, bottom), (left, right)) as espresso_cl writes them: 'valid' when none,
-    'same' for stride 1 where the amounts are those 'same' pads (files stay format version 1)."""
-    if amounts == ((0, 0), (0, 0)):
-        return "valid"
-    same = tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
-    return "same" if stride == 1 and amounts == same else amounts
 
 
 def _weight_split(weight: np.ndarray, where: str, name: str):
@@ -465,7 +457,7 @@ class _Walk:
             raise UnsupportedModelError(f"{where}: kernel_shape {a['kernel_shape']} differs from the weight's "
                                         f"{kernel}")
         stride = self.stride(where, a)
-        padding = _padding(self.pad_amounts(where, a, current, kernel, stride), kernel, stride)
+        padding = simplest_padding(self.pad_amounts(where, a, current, kernel, stride), kernel, stride)
         filters = weight.shape[0]
         self.weighted(node, node.output[0], weight, bias,
                       lambda: BinaryConv2D(filters, kernel, stride, padding),
@@ -570,7 +562,7 @@ class _Walk:
         amounts = self.pad_amounts(where, a, current, kernel, stride)
         if any(p >= k for pair, k in zip(amounts, kernel) for p in pair):
             raise UnsupportedModelError(f"{where}: padding {amounts} not less than the window {kernel}")
-        self.add(MaxPool2D(kernel, stride, _padding(amounts, kernel, stride)), where)
+        self.add(MaxPool2D(kernel, stride, simplest_padding(amounts, kernel, stride)), where)
         return node.output[0]
 
     def flatten(self, node, current: str) -> str:

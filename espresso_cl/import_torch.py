@@ -37,6 +37,7 @@ import numpy as np
 
 from .importing import (SIGN_PROBE, Recipe, UnsupportedModelError, agreement, binary_weights,
                         check_agreement, sign_at_zero, warn_sign_semantics)
+from .geometry import simplest_padding
 from .layers import BatchNorm, BinaryConv2D, BinaryDense, Conv2D, Dense, Flatten, MaxPool2D, Sign, Softmax
 from .layers.base import ShapeError
 from .model import INPUT_DTYPES
@@ -201,9 +202,7 @@ def _padding(padding, kernel: tuple, stride: int, where: str):
     if padding == "valid":
         return "valid"
     ph, pw = _pair(padding, "padding", where)
-    if stride == 1 and all(k % 2 == 1 and p == k // 2 for p, k in zip((ph, pw), kernel)):
-        return "same"  # the same amounts, and files stay format version 1
-    return ((ph, ph), (pw, pw))
+    return simplest_padding(((ph, ph), (pw, pw)), kernel, stride)
 
 
 def _stride(stride, where: str) -> int:
