@@ -84,6 +84,7 @@ class ProgramCache:
         self._recent: dict = {}
         self._threads = threading.local()
         self._lock = threading.Lock()
+        self.builds = 0  # programs built (compiled) so far
 
     def program(self, filename: str, defines: dict | None = None):
         """The program built from ``kernels/<filename>`` with ``defines`` prepended."""
@@ -101,6 +102,7 @@ class ProgramCache:
             if program is None:
                 program = self._build(filename, source)
                 self._programs[key] = program
+                self.builds += 1
             paths = tuple(sorted(files))
             self._recent[recent_key] = (paths, _stamps(paths), program)
         return program

@@ -20,8 +20,9 @@ sizes grew RSS by 400 MB and ran 4x slower than with the threshold fixed at
 :data:`MMAP_THRESHOLD_BYTES` (``mallopt``), which PoCL runtimes do once per process. Every
 buffer of 1 MiB or more is then its own mapping, returned to the OS when released.
 
-Idle buffers are bounded (:data:`POOL_LIMIT_BYTES` per runtime; the least recently returned
-go first) and :meth:`BufferPool.release_idle` (``Runtime.release_memory``) gives them all back.
+Idle buffers are bounded: together with the buffers recorded launch lists hold
+(:class:`Arena`), at most :data:`POOL_LIMIT_BYTES` per runtime; the least recently returned
+go first and :meth:`BufferPool.release_idle` (``Runtime.release_memory``) gives them all back.
 Whether to reuse, to advise huge pages, or (Oclgrind) to never release a buffer are the
 device's quirks (:data:`espresso_cl.device.QUIRKS`).
 """
@@ -101,6 +102,7 @@ class BufferPool:
         # Idle (size class, buffer) pairs, least recently returned first.
         self._idle: list[tuple[int, cl.Buffer]] = []
         self._idle_bytes = 0
+        self._held_bytes = 0  # taken by arenas: memory kept for launch lists
         self._lock = threading.Lock()
         self._recorders: list[list[int]] = []
         # Every buffer ever made, when the device must never see one released (Oclgrind).
@@ -177,8 +179,17 @@ class BufferPool:
         with self._lock:
             self._idle.append((nbytes, buffer))
             self._idle_bytes += nbytes
-            while self._idle_bytes > self.limit_bytes:
-                self._idle_bytes -= self._idle.pop(0)[0]
+            self._trim()
+
+    def hold(self, nbytes: int) -> None:
+        """Count ``nbytes`` more (or, negative, fewer) as kept by arenas, against the idle bound."""
+        with self._lock:
+            self._held_bytes += nbytes
+            self._trim()
+
+    def _trim(self) -> None:
+        while self._idle and self._idle_bytes + self._held_bytes > self.limit_bytes:
+            self._idle_bytes -= self._idle.pop(0)[0]
 
     def release_idle(self) -> None:
         """Release every idle buffer (their memory goes back to the device)."""
@@ -201,3 +212,60 @@ class BufferPool:
     def _record(self, nbytes: int) -> None:
         for sizes in self._recorders:
             sizes.append(nbytes)
+
+
+class Arena:
+    """The buffers of one recorded launch list (:mod:`espresso_cl.launch_list`).
+
+    While the list is recorded, its tensors take buffers here: a buffer a tensor gives back is
+    reused by a later tensor of the run, as the pool would, but never leaves the arena, since
+    the recorded kernels keep writing into it on every replay. The arena takes new buffers
+    from the pool and gives them all back when the list is dropped (:meth:`release`).
+    """
+
+    def __init__(self, pool: BufferPool):
+        self.pool = pool
+        self._idle: dict[int, list] = {}
+        self._owned: list = []   # every buffer taken from the pool, while the list lives
+        self.nbytes = 0
+        self.released = False
+
+    def take(self, nbytes: int) -> cl.Buffer:
+        capacity = self.pool._capacity(nbytes)
+        idle = self._idle.get(capacity)
+        if idle:
+            return idle.pop()
+        buffer = self.pool.take(nbytes)
+        self._owned.append(buffer)
+        self.nbytes += capacity
+        self.pool.hold(capacity)
+        return buffer
+
+    def give(self, buffer: cl.Buffer, nbytes: int) -> None:
+        if self.released:
+            self.pool.give(buffer, nbytes)
+        else:
+            self._idle.setdefault(self.pool._capacity(nbytes), []).append(buffer)
+
+    def release(self) -> None:
+        """Give the idle buffers to the pool; buffers still in a tensor follow when it dies."""
+        self.released = True
+        self.pool.hold(-self.nbytes)
+        for capacity, buffers in self._idle.items():
+            for buffer in buffers:
+                self.pool.give(buffer, capacity)
+        self._idle.clear()
+        self._owned.clear()
+
+
+class NoMemory:
+    """The allocator of a dry run (kernels built, nothing enqueued): tensors get no buffer."""
+
+    def take(self, nbytes: int) -> None:
+        return None
+
+    def give(self, buffer, nbytes: int) -> None:
+        pass
+
+
+NO_MEMORY = NoMemory()

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import copy
+import threading
+from collections import OrderedDict
 
 import numpy as np
 
-from . import batching, checks, process
+from . import batching, checks, memory, process
 from . import layers as L
 from . import ops
+from .intmath import size_bucket
+from .launch_list import dry_run, record
+from .ops import launch
 from .plan import MODES, compile_plan
 from .runtime import get_runtime
 from .tensor import Tensor
@@ -143,6 +148,8 @@ class Sequential:
             if missing:
                 raise RuntimeError(f"parameters not set: {missing}; call set_params() or initialize()")
             plan = compile_plan(self.runtime, self.layers, self._input_kind, mode)
+            if compiled is not None:
+                compiled.release()
             compiled = self._plans[mode] = _Compiled(versions, plan)
         return compiled
 
@@ -169,30 +176,98 @@ class Sequential:
             raise ValueError("input holds NaN or infinity")
         return x
 
-    def _run(self, x: np.ndarray, mode: str, batch_size: int, finish):
+    def _run(self, x: np.ndarray, mode: str, batch_size: int, classes: bool) -> np.ndarray:
         process.check()
         x = self._check_input(x)
         batch_size = checks.size(batch_size, "batch_size")
         checks.one_of(mode, "mode", MODES)
         compiled = self._compiled(mode)
-        plan = compiled.plan
-
-        def run(chunk: np.ndarray) -> np.ndarray:
-            upload = chunk if plan.input_kind == "uint8" else chunk.astype(np.float32)
-            return finish(plan.run(Tensor.from_numpy(self.runtime, upload, plan.input_kind)), plan)
-
         rows = min(batch_size, len(x))
         if rows > batching.PROBE_SAMPLES and not batching.clearly_fits(rows, self.layers, self.runtime.traits):
-            rows = min(rows, self._rows_that_fit(compiled, run))
-        return np.concatenate([run(x[start:start + rows]) for start in range(0, len(x), rows)])
+            rows = min(rows, self._rows_that_fit(compiled))
+        # Every batch size up to batch_size (as far as it fits) is built for on the first call.
+        self._build_for(compiled, min(batch_size, compiled.rows_that_fit or batch_size))
+        return np.concatenate([self._call(compiled, x[start:start + rows], classes)
+                               for start in range(0, len(x), rows)])
 
-    def _rows_that_fit(self, compiled: "_Compiled", run) -> int:
+    def _upload_form(self, chunk: np.ndarray, plan) -> np.ndarray:
+        return chunk if plan.input_kind == "uint8" else chunk.astype(np.float32, copy=False)
+
+    def _forward(self, plan, classes: bool):
+        """The device part of a call: input tensor -> the tensor read back."""
+        def forward(x: Tensor) -> Tensor:
+            out = plan.run(x)
+            if classes:
+                return ops.argmax(self._as_float(out, plan))
+            # Integer accumulators come back as they are (float mode's exact floats: rounded on the host).
+            return out if plan.output_kind == "int" else self._as_float(out, plan)
+        return forward
+
+    def _host_result(self, out: np.ndarray, plan, classes: bool) -> np.ndarray:
+        if not classes and out.dtype == np.float32 and plan.output_kind == "int":
+            return np.rint(out).astype(np.int32)  # float mode: exact integers
+        return out
+
+    def _call(self, compiled: "_Compiled", chunk: np.ndarray, classes: bool) -> np.ndarray:
+        """One run of ``chunk`` through the compiled plan: a replay of its launch list at this
+        batch size, recorded on the first run (:mod:`espresso_cl.launch_list`)."""
+        plan = compiled.plan
+        chunk = self._upload_form(chunk, plan)
+        if launch.TIMING:  # per-kernel timing needs every launch to go through ops.launch
+            return self._plain_run(plan, chunk, classes)
+        key = (len(chunk), classes)
+        with compiled.lock:
+            launches = compiled.launch_lists.get(key)
+            if launches is None:
+                launches, out = record(self.runtime, self._forward(plan, classes), chunk, plan.input_kind)
+                compiled.keep(key, launches)
+                return self._host_result(out, plan, classes)
+            compiled.launch_lists.move_to_end(key)
+        out = launches.replay(chunk)
+        if out is None:  # released by another thread's call, or not replayable
+            return self._plain_run(plan, chunk, classes)
+        return self._host_result(out, plan, classes)
+
+    def _plain_run(self, plan, chunk: np.ndarray, classes: bool) -> np.ndarray:
+        out = self._forward(plan, classes)(Tensor.from_numpy(self.runtime, chunk, plan.input_kind))
+        return self._host_result(out.numpy(), plan, classes)
+
+    def _build_for(self, compiled: "_Compiled", rows: int) -> None:
+        """Build, ahead of the calls, every kernel a run of up to ``rows`` samples can launch:
+        a dry run (nothing enqueued) at each power of two up to ``rows``'s bucket, for both
+        outputs. Launchers choose blocks by the bucket of a size, so these are all of them."""
+        if compiled.built_rows >= rows:
+            return
+        plan = compiled.plan
+        bucket = 1
+        while bucket <= size_bucket(rows):
+            if bucket > compiled.built_rows:
+                shape = (bucket,) + self.input_shape
+                for classes in ((False, True) if len(self.output_spec.shape) == 1 else (False,)):
+                    dry_run(self.runtime, self._forward(plan, classes), shape, plan.input_kind)
+            bucket *= 2
+        compiled.built_rows = size_bucket(rows)
+
+    def _rows_that_fit(self, compiled: "_Compiled") -> int:
         """Samples per run that fit the device (:mod:`espresso_cl.batching`), measured once per plan."""
         if compiled.rows_that_fit is None:
             probe = np.zeros((batching.PROBE_SAMPLES,) + self.input_shape, self.input_dtype)
-            footprint = batching.measure(self.runtime.buffers, lambda: run(probe))
+            probe = self._upload_form(probe, compiled.plan)
+            footprint = batching.measure(self.runtime.buffers,
+                                         lambda: self._plain_run(compiled.plan, probe, classes=False))
             compiled.rows_that_fit = batching.rows_that_fit(footprint, self.runtime.traits)
         return compiled.rows_that_fit
+
+    def launch_count(self, batch_size: int, mode: str = "binary") -> int:
+        """Kernel launches one ``predict`` call of ``batch_size`` samples enqueues (one run of
+        its recorded launch list), input upload and read-back not counted."""
+        batch_size = checks.size(batch_size, "batch_size")
+        checks.one_of(mode, "mode", MODES)
+        compiled = self._compiled(mode)
+        self._build_for(compiled, batch_size)
+        x = np.zeros((batch_size,) + self.input_shape, self.input_dtype)
+        self._call(compiled, x, classes=False)
+        return len(compiled.launch_lists[(batch_size, False)])
 
     def predict(self, x: np.ndarray, mode: str = "binary", batch_size: int = 256) -> np.ndarray:
         """Forward ``x`` (batch, *input_shape) and return the last layer's output as NumPy.
@@ -201,33 +276,25 @@ class Sequential:
         ``mode='float'`` runs the same network in float32 (the same-device baseline).
         Intermediates stay on the device; only the input and the output cross.
         """
-        return self._run(x, mode, batch_size, self._download)
+        return self._run(x, mode, batch_size, classes=False)
 
     def predict_classes(self, x: np.ndarray, mode: str = "binary", batch_size: int = 256) -> np.ndarray:
         """Index of the largest output per sample (first on ties), as int32 (batch,)."""
         if len(self.output_spec.shape) != 1:
             raise ValueError(f"predict_classes needs a flat output, the model gives {self.output_spec.shape}")
-        return self._run(x, mode, batch_size, self._argmax)
+        return self._run(x, mode, batch_size, classes=True)
 
     def release_memory(self) -> None:
         """Give back the device memory this model's runtime keeps idle for reuse
         (:meth:`espresso_cl.runtime.Runtime.release_memory`); the model stays usable."""
+        for compiled in self._plans.values():
+            compiled.release()
         if self._runtime is not None:
             self._runtime.release_memory()
 
     @staticmethod
     def _as_float(out: Tensor, plan) -> Tensor:
         return out if out.kind == "float32" or plan.to_float is None else plan.to_float(out)
-
-    def _download(self, out: Tensor, plan) -> np.ndarray:
-        if out.kind == "float32" and plan.output_kind == "int":
-            return np.rint(out.numpy()).astype(np.int32)  # float mode: exact integers
-        if out.kind == "int32":
-            return out.numpy()
-        return self._as_float(out, plan).numpy()
-
-    def _argmax(self, out: Tensor, plan) -> np.ndarray:
-        return ops.argmax(self._as_float(out, plan)).numpy()
 
     # -- reporting --------------------------------------------------------------------------
     def summary(self, file=None) -> str:
@@ -252,12 +319,34 @@ class Sequential:
 
 
 class _Compiled:
-    """A model's plan for one mode, the parameter versions it holds, and how many samples
-    one of its runs may take (measured on first need)."""
+    """A model's plan for one mode, the parameter versions it holds, how many samples one of its
+    runs may take (measured on first need), the batch sizes its kernels are built for, and its
+    launch lists by (batch size, output): the most recently used :data:`LAUNCH_LISTS`, fewer
+    where their buffers would pass the pool's bound (the latest is always kept)."""
+
+    LAUNCH_LISTS = 4
 
     def __init__(self, versions: tuple, plan):
         self.versions, self.plan = versions, plan
         self.rows_that_fit: int | None = None
+        self.built_rows = 0
+        self.launch_lists: OrderedDict = OrderedDict()
+        self.lock = threading.Lock()
+
+    def keep(self, key, launches) -> None:
+        """Hold a new launch list (caller holds the lock); the least recently used past the bound go."""
+        self.launch_lists[key] = launches
+        while len(self.launch_lists) > 1 and (
+                len(self.launch_lists) > self.LAUNCH_LISTS
+                or sum(l.nbytes for l in self.launch_lists.values()) > memory.POOL_LIMIT_BYTES):
+            self.launch_lists.popitem(last=False)[1].release()
+
+    def release(self) -> None:
+        """Drop every launch list, their buffers back to the pool."""
+        with self.lock:
+            for launches in self.launch_lists.values():
+                launches.release()
+            self.launch_lists.clear()
 
 
 def _dtype_name(value) -> str:

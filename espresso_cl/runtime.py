@@ -7,14 +7,22 @@ program build and cache: :mod:`espresso_cl.build`; tensor memory: :mod:`espresso
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pyopencl as cl
 
 from . import process
 from .build import ProgramCache
 from .device import quirks_of, select_device, traits_of
-from .memory import BufferPool
+from .memory import NO_MEMORY, BufferPool
 from .tuning import Profile, profile_for
+
+
+class Capture(threading.local):
+    """What this thread's launches on a runtime are for (:mod:`espresso_cl.launch_list`)."""
+
+    recorder = None   # the LaunchList recording them: they also go into it
+    dry = False       # a dry run: kernels are built, nothing is allocated or enqueued
 
 
 class Runtime:
@@ -32,6 +40,7 @@ class Runtime:
         self.profile = profile if profile is not None else profile_for(self.traits)
         self.programs = ProgramCache(self.context, self.traits, self.quirks)
         self.buffers = BufferPool.for_device(self.context, self.queue, self.traits, self.quirks)
+        self.capture = Capture()
 
     @property
     def kind(self) -> str:
@@ -46,6 +55,25 @@ class Runtime:
         """The kernel ``name`` of ``kernels/<filename>`` built with ``defines``, for this thread."""
         process.check()  # every launch asks for its kernel here: none reaches a forked child's queue
         return self.programs.kernel(filename, name, defines)
+
+    def allocator(self):
+        """Where this thread's new tensors take their buffers: the pool, the arena of the launch
+        list being recorded, or nowhere (a dry run)."""
+        capture = self.capture
+        if capture.dry:
+            return NO_MEMORY
+        return self.buffers if capture.recorder is None else capture.recorder.arena
+
+    @contextmanager
+    def captured(self, recorder=None, dry: bool = False):
+        """This thread's launches recorded into ``recorder`` or (``dry``) only built, in the block."""
+        capture = self.capture
+        saved = capture.recorder, capture.dry
+        capture.recorder, capture.dry = recorder, dry
+        try:
+            yield
+        finally:
+            capture.recorder, capture.dry = saved
 
     def release_memory(self) -> None:
         """Give the device memory of idle buffers back (tensors in use and parameters stay).

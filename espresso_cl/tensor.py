@@ -41,13 +41,15 @@ class Tensor:
         # a view (``base``) keeps the tensor that owns its buffer alive.
         self._base = base
         self._derived: dict = {}
-        self.buffer = runtime.buffers.take(self.nbytes) if buffer is None else buffer
+        allocator = runtime.allocator() if buffer is None else None
+        self.buffer = allocator.take(self.nbytes) if allocator is not None else buffer
         # Set last: a construction that failed has no buffer to give back.
-        self._owned = buffer is None
+        self._allocator = allocator
 
     def __del__(self):
-        if getattr(self, "_owned", False):
-            self.runtime.buffers.give(self.buffer, self.nbytes)
+        allocator = getattr(self, "_allocator", None)
+        if allocator is not None:
+            allocator.give(self.buffer, self.nbytes)
 
     def derived(self, key, make):
         """The form of this tensor that ``make()`` computes (weights transposed for a kernel, say),
@@ -55,7 +57,13 @@ class Tensor:
         writes into a tensor it was given, only into the ones it creates."""
         value = self._derived.get(key)
         if value is None:
-            value = self._derived[key] = make()
+            capture = self.runtime.capture
+            # Computed once, not on every replay of a launch list, and in buffers of its own;
+            # a dry run computes nothing, so keeps nothing.
+            with self.runtime.captured(dry=capture.dry):
+                value = make()
+            if not capture.dry:
+                self._derived[key] = value
         return value
 
     @classmethod
@@ -68,11 +76,21 @@ class Tensor:
         if expected != array.shape:
             raise ValueError(f"{kind} tensor of shape {shape} needs storage {expected}, "
                              f"got an array of shape {array.shape}")
+        capture = runtime.capture
+        if capture.dry:
+            return cls(runtime, shape, kind, segment=segment)
+        if capture.recorder is not None:
+            capture.recorder.cannot_replay("it uploads data during the run")
         return cls(runtime, shape, kind, runtime.buffers.upload(array), segment)
 
     def numpy(self) -> np.ndarray:
         """Download; bits come back packed (use ``reference.unpack_bits`` for +-1 values)."""
         out = np.empty(self.storage_shape, self.dtype)
+        capture = self.runtime.capture
+        if capture.dry:
+            return out
+        if capture.recorder is not None:
+            capture.recorder.cannot_replay("it reads data back during the run")
         cl.enqueue_copy(self.runtime.queue, out, self.buffer)
         return out
 

@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from .. import registry
 from ..geometry import ConvGeometry
-from ..intmath import ceil_div, round_up
+from ..intmath import ceil_div, round_up, size_bucket
 from ..tensor import Tensor
 from ..tuning import Tiles
 from .gemm import bgemm
@@ -73,8 +73,9 @@ def _frame(x: Tensor, g: ConvGeometry, variant, defines: dict, one_pad: bool, *s
 
 def _fitted(tiles: Tiles, pixels: int) -> Tiles:
     """``tiles`` with TM cut down when there are too few pixels to fill it: a dense layer at
-    batch 1 is one pixel, and TM - 1 idle rows would each cost a full row."""
-    return replace(tiles, tm=min(tiles.tm, ceil_div(pixels, tiles.wg_m)))
+    batch 1 is one pixel, and TM - 1 idle rows would each cost a full row. Pixels count by
+    their bucket (:func:`~espresso_cl.intmath.size_bucket`): few programs cover every batch."""
+    return replace(tiles, tm=min(tiles.tm, ceil_div(size_bucket(pixels), tiles.wg_m)))
 
 
 # Most bytes of window rows (im2col) that bconv2d holds at once; more output pixels run in chunks.

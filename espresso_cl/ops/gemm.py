@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .. import registry
-from ..intmath import ceil_div, round_up
+from ..intmath import ceil_div, round_up, size_bucket
 from ..tensor import Tensor
 from ..tuning import Tiles
 from .launch import launch
@@ -17,7 +17,8 @@ def _cpu_block(runtime, m: int, n: int, fused: bool) -> Tiles:
 
     A GEMV (batch 1) or another short, narrow product would leave cores idle, so TN halves
     (down to 8 columns) until there are at least 4 blocks per compute unit. A block holds any
-    number of rows, so M never wastes work there. ``fused`` (whose work-items own whole 32-bit
+    number of rows, so M never wastes work there. M counts by its bucket
+    (:func:`~espresso_cl.intmath.size_bucket`), so that few programs cover every batch size. ``fused`` (whose work-items own whole 32-bit
     words of packed output): TN is rounded up to a multiple of 32 and halves down to 32 only.
     """
     tiles = runtime.profile.bgemm.tiles
@@ -26,6 +27,7 @@ def _cpu_block(runtime, m: int, n: int, fused: bool) -> Tiles:
     if fused:
         tn = round_up(tn, 32)
     want = 4 * runtime.traits.compute_units
+    m = size_bucket(m)
     while tn > floor and (not fused or tn % 64 == 0) and ceil_div(m, tm) * ceil_div(n, tn) < want:
         tn //= 2
     return tiles if tn == tiles.tn else replace(tiles, tn=tn)
@@ -93,9 +95,10 @@ def fgemm(a: Tensor, b: Tensor) -> Tensor:
     tuning = variant.tuning(profile)
     if not tuning.tiles.use_local:
         # Few rows (batch 1: a GEMV): rows past M would repeat the last one's work, so cut the
-        # register block and the work-group's height down to what M fills.
-        tm = min(tuning.tiles.tm, m)
-        tuning = replace(tuning, tiles=replace(tuning.tiles, tm=tm, wg_m=min(tuning.tiles.wg_m, ceil_div(m, tm))))
+        # register block and the work-group's height down to what M's bucket fills.
+        rows = size_bucket(m)
+        tm = min(tuning.tiles.tm, rows)
+        tuning = replace(tuning, tiles=replace(tuning.tiles, tm=tm, wg_m=min(tuning.tiles.wg_m, ceil_div(rows, tm))))
     out = Tensor(runtime, (m, n), "float32")
     launch(runtime, variant.file, variant.kernel, variant.defines(profile, tuning), *variant.grid(tuning.tiles, m, n),
            m, n, k, a, b, out)

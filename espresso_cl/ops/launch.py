@@ -39,15 +39,22 @@ def _arg(value):
 
 
 def launch(runtime, filename: str, name: str, defines: dict | None, global_size, local_size, *args):
-    """Enqueue kernel ``name`` of ``kernels/<filename>`` (built with ``defines``) on the runtime's queue."""
+    """Enqueue kernel ``name`` of ``kernels/<filename>`` (built with ``defines``) on the runtime's
+    queue; also into the launch list this thread records, if any; only built in a dry run."""
     kernel = runtime.kernel(filename, name, defines)
+    capture = runtime.capture
+    if capture.dry:
+        return None
     global_size = tuple(int(g) for g in global_size)
     local_size = None if local_size is None else tuple(int(l) for l in local_size)
     if local_size is not None:
         global_size = tuple(round_up(g, l) for g, l in zip(global_size, local_size))
+    args = [_arg(a) for a in args]
     start = time.perf_counter()
-    event = kernel(runtime.queue, global_size, local_size, *[_arg(a) for a in args])
+    event = kernel(runtime.queue, global_size, local_size, *args)
     launched.add(f"{filename}:{name}")
+    if capture.recorder is not None:
+        capture.recorder.add(runtime.programs.program(filename, defines), name, global_size, local_size, args)
     if TIMING:
         event.wait()
         kernel_times[name].append(time.perf_counter() - start)

@@ -1,0 +1,115 @@
+"""Recorded launch lists: a model's call at one batch size as one upload, N enqueues, one read.
+
+Running a plan step by step costs Python on every call: each op checks its operands, picks its
+variant and block, allocates its output from the pool and sets its kernel's arguments. None of
+that changes between two calls of the same model at the same batch size. So the first such
+call runs the plan while recording (:func:`record`): every launch also goes into a
+:class:`LaunchList` as a kernel object of its own with its arguments bound, and every tensor
+of the run takes its buffer from the list's :class:`~espresso_cl.memory.Arena`, which reuses
+a buffer once its tensor dies (the static memory plan) and never gives it to anyone else.
+Later calls :meth:`~LaunchList.replay` it: copy the input in, enqueue the kernels with no
+wait, read the output back.
+
+A run that uploads or reads data in the middle cannot be replayed: the list says why
+(:attr:`LaunchList.cannot_replay_because`) and its calls run the plan instead.
+
+:func:`dry_run` runs a plan with nothing allocated or enqueued, only its kernels built: the
+planner does it for every power-of-two batch size a model may meet, so no call compiles
+(launchers choose blocks by :func:`~espresso_cl.intmath.size_bucket`).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pyopencl as cl
+
+from .memory import Arena
+from .tensor import Tensor
+
+
+class LaunchList:
+    """The launches of one recorded run, the buffers they use, and where input and output are."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.arena = Arena(runtime.buffers)
+        self.launches: list = []          # (kernel, global size, local size)
+        self.count = 0                    # launches recorded (kept after a release)
+        self._buffers: list = []          # every buffer a launch takes, kept alive with it
+        self.cannot_replay_because: str | None = None
+        self._input: Tensor | None = None
+        self._output: Tensor | None = None
+        self._lock = threading.Lock()
+        self.released = False
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the buffers the list owns."""
+        return self.arena.nbytes
+
+    def add(self, program, name: str, global_size, local_size, args) -> None:
+        """One launch, as enqueued while recording (``args`` as the kernel takes them)."""
+        kernel = cl.Kernel(program, name)  # its own object: its arguments stay bound
+        kernel.set_args(*args)
+        self.launches.append((kernel, global_size, local_size))
+        self.count += 1
+        self._buffers.extend(arg for arg in args if isinstance(arg, cl.MemoryObjectHolder))
+
+    def cannot_replay(self, why: str) -> None:
+        if self.cannot_replay_because is None:
+            self.cannot_replay_because = why
+
+    @property
+    def replayable(self) -> bool:
+        return self.cannot_replay_because is None and not self.released
+
+    def replay(self, x: np.ndarray) -> np.ndarray | None:
+        """The output of the recorded run on ``x`` (the recorded input's shape and dtype) as
+        NumPy (storage layout); None if the list was released meanwhile."""
+        queue = self.runtime.queue
+        with self._lock:
+            if not self.replayable:
+                return None
+            # x lives until the blocking read below, which ends after the copy.
+            cl.enqueue_copy(queue, self._input.buffer, x, is_blocking=False)
+            for kernel, global_size, local_size in self.launches:
+                cl.enqueue_nd_range_kernel(queue, kernel, global_size, local_size)
+            out = np.empty(self._output.storage_shape, self._output.dtype)
+            cl.enqueue_copy(queue, out, self._output.buffer)
+        return out
+
+    def release(self) -> None:
+        """Give the list's buffers back to the pool; later replays return None."""
+        with self._lock:
+            self.released = True
+            self.launches.clear()
+            self._buffers.clear()
+            self._input = self._output = None
+            self.arena.release()
+
+
+def record(runtime, forward, x: np.ndarray, kind: str) -> tuple[LaunchList, np.ndarray]:
+    """Run ``forward`` (input Tensor -> output Tensor) on ``x`` uploaded as a ``kind`` tensor,
+    recording its launches; the list and the output as NumPy (storage layout)."""
+    launches = LaunchList(runtime)
+    with runtime.captured(recorder=launches):
+        inp = Tensor(runtime, x.shape, kind)
+        cl.enqueue_copy(runtime.queue, inp.buffer, x, is_blocking=False)
+        out = forward(inp)
+    result = out.numpy()
+    # Both stay in use, so the arena never hands their buffers to another tensor.
+    launches._input, launches._output = inp, out
+    if not launches.replayable:
+        launches.release()
+    return launches, result
+
+
+def dry_run(runtime, forward, shape: tuple, kind: str) -> None:
+    """Build every kernel ``forward`` launches on a ``kind`` input of ``shape``; enqueue nothing."""
+    with runtime.captured(dry=True):
+        forward(Tensor(runtime, shape, kind))
