@@ -187,8 +187,8 @@ class Sequential:
             rows = min(rows, self._rows_that_fit(compiled))
         # Every batch size up to batch_size (as far as it fits) is built for on the first call.
         self._build_for(compiled, min(batch_size, compiled.rows_that_fit or batch_size))
-        return np.concatenate([self._call(compiled, x[start:start + rows], classes)
-                               for start in range(0, len(x), rows)])
+        outs = [self._call(compiled, x[start:start + rows], classes) for start in range(0, len(x), rows)]
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def _upload_form(self, chunk: np.ndarray, plan) -> np.ndarray:
         return chunk if plan.input_kind == "uint8" else chunk.astype(np.float32, copy=False)
