@@ -15,6 +15,7 @@ import threading
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pyopencl as cl
 
 from .device import DeviceTraits, Quirks
@@ -64,6 +65,11 @@ def program_source(filename: str, defines: dict | None = None, files: set | None
     return format_defines(defines or {}) + resolve_includes(kernel_dir() / filename, files)
 
 
+def _signature(args) -> tuple:
+    """The scalar dtype of each kernel argument (None for a buffer)."""
+    return tuple(arg.dtype if isinstance(arg, np.generic) else None for arg in args)
+
+
 def _stamps(paths) -> tuple:
     """What tells that a source file changed: modification time and size of each."""
     stamps = []
@@ -85,6 +91,9 @@ class ProgramCache:
         self._threads = threading.local()
         self._lock = threading.Lock()
         self.builds = 0  # programs built (compiled) so far
+        # Kernel objects for launch lists, not in one: creating one costs PoCL 0.15-0.6 ms.
+        self._spares: dict = {}
+        self._signatures: dict = {}  # (program, kernel) -> scalar dtype or None, per argument
 
     def program(self, filename: str, defines: dict | None = None):
         """The program built from ``kernels/<filename>`` with ``defines`` prepended."""
@@ -107,14 +116,49 @@ class ProgramCache:
             self._recent[recent_key] = (paths, _stamps(paths), program)
         return program
 
-    def kernel(self, filename: str, name: str, defines: dict | None = None):
+    def kernel(self, filename: str, name: str, defines: dict | None = None, args=()):
+        """This thread's kernel object ``name`` of the program, typed for ``args`` (as
+        :func:`espresso_cl.ops.launch.launch` passes them) when it is made."""
         program = self.program(filename, defines)
         kernels = self._threads.__dict__.setdefault("kernels", {})
         key = (program.int_ptr, name)
         kernel = kernels.get(key)
         if kernel is None:
-            kernel = kernels[key] = cl.Kernel(program, name)
+            if args:
+                self._signatures.setdefault(key, _signature(args))
+            kernel = kernels[key] = self._typed(program, name)
         return kernel
+
+    def _typed(self, program, name: str):
+        """A new kernel object whose scalar arguments are declared: PyOpenCL then sets 7
+        arguments in 0.5 us instead of 16-24 us (as NumPy scalars)."""
+        kernel = cl.Kernel(program, name)
+        signature = self._signatures.get((program.int_ptr, name))
+        if signature:  # (unknown for a kernel fetched without its arguments)
+            kernel.set_scalar_arg_dtypes(list(signature))
+        return kernel
+
+    def kernel_object(self, program, name: str):
+        """A kernel object of its own (for a launch list, which binds its arguments once)."""
+        with self._lock:
+            spares = self._spares.get((program.int_ptr, name))
+            if spares:
+                return spares.pop()
+        return self._typed(program, name)
+
+    def recycle(self, program, kernel) -> None:
+        """Take back a kernel object :meth:`kernel_object` gave (its arguments are set anew)."""
+        with self._lock:
+            self._spares.setdefault((program.int_ptr, kernel.function_name), []).append(kernel)
+
+    def stock(self, program, name: str, count: int) -> None:
+        """Have ``count`` spare kernel objects of ``name`` ready (made now, not when recording)."""
+        key = (program.int_ptr, name)
+        with self._lock:
+            missing = count - len(self._spares.get(key, ()))
+        made = [self._typed(program, name) for _ in range(missing)]
+        with self._lock:
+            self._spares.setdefault(key, []).extend(made)
 
     def _build(self, filename: str, source: str):
         options = list(BUILD_OPTIONS) + list(self.quirks.build_options)

@@ -69,6 +69,7 @@ class DeviceTraits:
     # The host CPU's instruction-set features (NumPy's names) for CPU devices on x86-64;
     # empty elsewhere. What CPU machine code a kernel may contain depends on them.
     cpu_features: frozenset = frozenset()
+    max_work_item_sizes: tuple = ()  # per dimension of a work-group (empty: unknown)
 
     @property
     def identity(self) -> tuple[str, str, str]:
@@ -105,6 +106,12 @@ class Quirks:
     # uninitialized-value checker never drops a released buffer's shadow, so a new buffer
     # would inherit an old one's state (false reports, or real ones hidden).
     keep_released_buffers: bool = False
+    # The device compiles a kernel's machine code on its first launch with each work-group size
+    # and, past this many work-items along some dimension, again for a large grid (PoCL 3:
+    # about 0.1 s each, then cached on disk). None: everything is compiled by the build.
+    # Planning launches each such variant once (espresso_cl/model.py), not the first call
+    # that meets it.
+    launch_compiles_past_grid: int | None = None
 
 
 QUIRKS = {
@@ -115,7 +122,8 @@ QUIRKS = {
     "oclgrind": Quirks(build_options=("-cl-opt-disable",), reuse_buffers=False,
                        keep_released_buffers=True),
     # PoCL's CPU device takes fresh pages from the OS for every new buffer.
-    "pocl": Quirks(retry_empty_builds=True, huge_pages=True, malloc_buffers=True),
+    "pocl": Quirks(retry_empty_builds=True, huge_pages=True, malloc_buffers=True,
+                   launch_compiles_past_grid=65535),
     "intel-cpu": Quirks(build_log_warnings_only=True),
     "nvidia": Quirks(),
     "other": Quirks(),
@@ -168,7 +176,8 @@ def _traits(_key: int, device) -> DeviceTraits:
                         device.driver_version.strip(), int(device.max_compute_units),
                         int(device.max_mem_alloc_size), int(device.global_mem_size),
                         int(device.max_work_group_size),
-                        int(device.local_mem_size), features)
+                        int(device.local_mem_size), features,
+                        tuple(int(size) for size in device.max_work_item_sizes))
 
 
 @functools.lru_cache(maxsize=None)

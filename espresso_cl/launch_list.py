@@ -38,6 +38,7 @@ class LaunchList:
         self.launches: list = []          # (kernel, global size, local size)
         self.count = 0                    # launches recorded (kept after a release)
         self._buffers: list = []          # every buffer a launch takes, kept alive with it
+        self._programs: list = []         # each launch's program
         self.cannot_replay_because: str | None = None
         self._input: Tensor | None = None
         self._output: Tensor | None = None
@@ -54,9 +55,10 @@ class LaunchList:
 
     def add(self, program, name: str, global_size, local_size, args) -> None:
         """One launch, as enqueued while recording (``args`` as the kernel takes them)."""
-        kernel = cl.Kernel(program, name)  # its own object: its arguments stay bound
+        kernel = self.runtime.programs.kernel_object(program, name)  # its arguments stay bound
         kernel.set_args(*args)
         self.launches.append((kernel, global_size, local_size))
+        self._programs.append(program)
         self.count += 1
         self._buffers.extend(arg for arg in args if isinstance(arg, cl.MemoryObjectHolder))
 
@@ -87,6 +89,9 @@ class LaunchList:
         """Give the list's buffers back to the pool; later replays return None."""
         with self._lock:
             self.released = True
+            for program, (kernel, _, _) in zip(self._programs, self.launches):
+                self.runtime.programs.recycle(program, kernel)
+            self._programs.clear()
             self.launches.clear()
             self._buffers.clear()
             self._input = self._output = None
@@ -109,7 +114,11 @@ def record(runtime, forward, x: np.ndarray, kind: str) -> tuple[LaunchList, np.n
     return launches, result
 
 
-def dry_run(runtime, forward, shape: tuple, kind: str) -> None:
-    """Build every kernel ``forward`` launches on a ``kind`` input of ``shape``; enqueue nothing."""
-    with runtime.captured(dry=True):
+def dry_run(runtime, forward, shape: tuple, kind: str) -> list:
+    """Build every kernel ``forward`` launches on a ``kind`` input of ``shape``; enqueue nothing.
+    Its launches, as ``(file, kernel, defines, work-group, large grid)``; the grid counts only
+    where the device compiles on a kernel's first launch (its quirks), else it is False."""
+    launches: list = []
+    with runtime.captured(dry=True, launches=launches):
         forward(Tensor(runtime, shape, kind))
+    return launches

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 
 import numpy as np
 
@@ -219,6 +219,7 @@ class Sequential:
         with compiled.lock:
             launches = compiled.launch_lists.get(key)
             if launches is None:
+                compiled.make_room()  # first: the kernel objects of the list it drops serve the new one
                 launches, out = record(self.runtime, self._forward(plan, classes), chunk, plan.input_kind)
                 compiled.keep(key, launches)
                 return self._host_result(out, plan, classes)
@@ -233,20 +234,37 @@ class Sequential:
         return self._host_result(out.numpy(), plan, classes)
 
     def _build_for(self, compiled: "_Compiled", rows: int) -> None:
-        """Build, ahead of the calls, every kernel a run of up to ``rows`` samples can launch:
-        a dry run (nothing enqueued) at each power of two up to ``rows``'s bucket, for both
-        outputs. Launchers choose blocks by the bucket of a size, so these are all of them."""
+        """Make ready, ahead of the calls, whatever a run of up to ``rows`` samples needs.
+
+        A dry run (nothing enqueued) at each power of two up to ``rows``, and ``rows``, for
+        both outputs, builds every kernel: launchers choose blocks by the bucket of a size, so
+        these are all of them. Where the device compiles on a kernel's first launch (its
+        quirks), a size whose dry run needs a launch not yet made also runs, on zeros. And the
+        kernel objects of :data:`_Compiled.LAUNCH_LISTS` launch lists are made now.
+        """
         if compiled.built_rows >= rows:
             return
-        plan = compiled.plan
-        bucket = 1
-        while bucket <= size_bucket(rows):
-            if bucket > compiled.built_rows:
-                shape = (bucket,) + self.input_shape
-                for classes in ((False, True) if len(self.output_spec.shape) == 1 else (False,)):
-                    dry_run(self.runtime, self._forward(plan, classes), shape, plan.input_kind)
-            bucket *= 2
-        compiled.built_rows = size_bucket(rows)
+        plan, runtime = compiled.plan, self.runtime
+        outputs = (False, True) if len(self.output_spec.shape) == 1 else (False,)
+        sizes = sorted({min(1 << k, rows) for k in range(size_bucket(rows).bit_length())} | {rows})
+        per_list: Counter = Counter()
+        for size in sizes:
+            if size <= compiled.built_rows:
+                continue
+            shape = (size,) + self.input_shape
+            launches = []
+            for classes in outputs:
+                launched = dry_run(runtime, self._forward(plan, classes), shape, plan.input_kind)
+                per_list |= Counter((file, name, defines) for file, name, defines, _, _ in launched)
+                launches += launched
+            if runtime.quirks.launch_compiles_past_grid is not None and set(launches) - runtime.compiled_launches:
+                zeros = self._upload_form(np.zeros(shape, self.input_dtype), plan)
+                for classes in outputs:
+                    self._plain_run(plan, zeros, classes)
+        for (file, name, defines), count in per_list.items():
+            runtime.programs.stock(runtime.programs.program(file, dict(defines)), name,
+                                   count * _Compiled.LAUNCH_LISTS)
+        compiled.built_rows = rows
 
     def _rows_that_fit(self, compiled: "_Compiled") -> int:
         """Samples per run that fit the device (:mod:`espresso_cl.batching`), measured once per plan."""
@@ -332,6 +350,11 @@ class _Compiled:
         self.built_rows = 0
         self.launch_lists: OrderedDict = OrderedDict()
         self.lock = threading.Lock()
+
+    def make_room(self) -> None:
+        """Drop the least recently used launch list where a new one would pass the bound."""
+        while len(self.launch_lists) >= self.LAUNCH_LISTS:
+            self.launch_lists.popitem(last=False)[1].release()
 
     def keep(self, key, launches) -> None:
         """Hold a new launch list (caller holds the lock); the least recently used past the bound go."""

@@ -23,6 +23,7 @@ class Capture(threading.local):
 
     recorder = None   # the LaunchList recording them: they also go into it
     dry = False       # a dry run: kernels are built, nothing is allocated or enqueued
+    launches = None   # a dry run's launches: (file, kernel, defines, work-group, large grid)
 
 
 class Runtime:
@@ -41,6 +42,9 @@ class Runtime:
         self.programs = ProgramCache(self.context, self.traits, self.quirks)
         self.buffers = BufferPool.for_device(self.context, self.queue, self.traits, self.quirks)
         self.capture = Capture()
+        # Launch variants this process has enqueued, where the device compiles on first launch
+        # (Quirks.launch_compiles_past_grid): (file, kernel, defines, work-group, large grid).
+        self.compiled_launches: set = set()
 
     @property
     def kind(self) -> str:
@@ -51,10 +55,11 @@ class Runtime:
         return (f"{self.traits.name} [{self.kind}] on {self.traits.platform} "
                 f"{dev.platform.version.strip()}, driver {self.traits.driver}")
 
-    def kernel(self, filename: str, name: str, defines: dict | None = None):
-        """The kernel ``name`` of ``kernels/<filename>`` built with ``defines``, for this thread."""
+    def kernel(self, filename: str, name: str, defines: dict | None = None, args=()):
+        """The kernel ``name`` of ``kernels/<filename>`` built with ``defines``, for this thread
+        (typed for ``args``, the launch's arguments, when first made)."""
         process.check()  # every launch asks for its kernel here: none reaches a forked child's queue
-        return self.programs.kernel(filename, name, defines)
+        return self.programs.kernel(filename, name, defines, args)
 
     def allocator(self):
         """Where this thread's new tensors take their buffers: the pool, the arena of the launch
@@ -65,15 +70,17 @@ class Runtime:
         return self.buffers if capture.recorder is None else capture.recorder.arena
 
     @contextmanager
-    def captured(self, recorder=None, dry: bool = False):
-        """This thread's launches recorded into ``recorder`` or (``dry``) only built, in the block."""
+    def captured(self, recorder=None, dry: bool = False, launches: list | None = None):
+        """This thread's launches recorded into ``recorder`` or (``dry``) only built, in the
+        block; a dry run lists them in ``launches`` (kept from an enclosing dry run if None)."""
         capture = self.capture
-        saved = capture.recorder, capture.dry
+        saved = capture.recorder, capture.dry, capture.launches
         capture.recorder, capture.dry = recorder, dry
+        capture.launches = launches if launches is not None else (capture.launches if dry else None)
         try:
             yield
         finally:
-            capture.recorder, capture.dry = saved
+            capture.recorder, capture.dry, capture.launches = saved
 
     def release_memory(self) -> None:
         """Give the device memory of idle buffers back (tensors in use and parameters stay).

@@ -106,6 +106,10 @@ class Profile:
     # PoCL CPU devices of an x86-64 CPU that has them (and never under Oclgrind).
     cpu_features: tuple = ()
     fallback: str | None = None    # the profile to use where this one cannot run
+    # Work-items per work-group of the kernels without a tile (packing, pooling, elementwise).
+    # Fixed by the layer, never left to the driver: PoCL picks one per global size, and
+    # compiles the kernel again for each (espresso_cl/ops/launch.py).
+    group_items: int = 256
 
     @property
     def x86_machine_code(self) -> bool:

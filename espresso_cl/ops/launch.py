@@ -16,7 +16,7 @@ from collections import defaultdict
 import numpy as np
 
 from .. import registry, settings
-from ..intmath import round_up
+from ..intmath import round_up, size_bucket
 from ..tensor import Tensor
 
 TIMING = settings.kernel_timing()
@@ -26,7 +26,7 @@ launched: set[str] = set()
 
 def _arg(value):
     if isinstance(value, Tensor):
-        return value.buffer
+        return value.buffer  # None in a dry run
     if isinstance(value, (bool, np.bool_)):
         return np.int32(int(value))
     if isinstance(value, (int, np.integer)):
@@ -38,18 +38,42 @@ def _arg(value):
     return value
 
 
+def loose_group(runtime, global_size: tuple) -> tuple:
+    """The work-group of a kernel with no tile of its own: the profile's ``group_items``
+    work-items (as the device allows), the dimensions before the last taking the power of two
+    that covers them and the last one, which grows with the batch, the rest. So it depends on
+    the layer, not on the batch size."""
+    traits = runtime.traits
+    items = min(runtime.profile.group_items, traits.max_work_group_size)
+    items = 1 << (items.bit_length() - 1)
+    limits = traits.max_work_item_sizes or (items,) * len(global_size)
+    local = []
+    for dim, size in enumerate(global_size):
+        last = dim == len(global_size) - 1
+        take = max(1, min(items if last else size_bucket(size), items, limits[dim]))
+        local.append(take)
+        items //= take
+    return tuple(local)
+
+
 def launch(runtime, filename: str, name: str, defines: dict | None, global_size, local_size, *args):
     """Enqueue kernel ``name`` of ``kernels/<filename>`` (built with ``defines``) on the runtime's
     queue; also into the launch list this thread records, if any; only built in a dry run."""
-    kernel = runtime.kernel(filename, name, defines)
-    capture = runtime.capture
-    if capture.dry:
-        return None
-    global_size = tuple(int(g) for g in global_size)
-    local_size = None if local_size is None else tuple(int(l) for l in local_size)
-    if local_size is not None:
-        global_size = tuple(round_up(g, l) for g, l in zip(global_size, local_size))
     args = [_arg(a) for a in args]
+    kernel = runtime.kernel(filename, name, defines, args)
+    global_size = tuple(int(g) for g in global_size)
+    local_size = loose_group(runtime, global_size) if local_size is None else tuple(int(l) for l in local_size)
+    global_size = tuple(round_up(g, l) for g, l in zip(global_size, local_size))
+    capture = runtime.capture
+    grid_limit = runtime.quirks.launch_compiles_past_grid
+    if capture.dry or grid_limit is not None:
+        large = grid_limit is not None and max(global_size) > grid_limit
+        variant = (filename, name, tuple(sorted((defines or {}).items())), local_size, large)
+        if capture.dry:
+            if capture.launches is not None:
+                capture.launches.append(variant)
+            return None
+        runtime.compiled_launches.add(variant)
     start = time.perf_counter()
     event = kernel(runtime.queue, global_size, local_size, *args)
     launched.add(f"{filename}:{name}")
