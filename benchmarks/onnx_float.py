@@ -161,5 +161,8 @@ def forwards(model, program: list, gpu_key: str | None, threads: int, onnx, onnx
     model_bytes = graph(program, model, onnx).SerializeToString()
     made = [(CPU, None, forward(session(model_bytes, CPU, threads, onnxruntime)))]
     if gpu_key is not None and CUDA in onnxruntime.get_available_providers():
-        made.append((CUDA, gpu_key, forward(session(model_bytes, CUDA, threads, onnxruntime))))
+        cuda = session(model_bytes, CUDA, threads, onnxruntime)
+        # Where CUDA's libraries fail to load, ONNX Runtime warns and runs the session on the CPU.
+        if CUDA in cuda.get_providers():
+            made.append((CUDA, gpu_key, forward(cuda)))
     return made

@@ -121,11 +121,9 @@ def _row(target: str, device: str, figure: float | None, goal: float | None, uni
 
 
 def _network_cases(summary: dict, family: str) -> list[str]:
-    """The family's expected cases, then any other case in the document, by batch."""
-    names = list(NETWORK_CASES[family])
-    others = sorted((r["params"]["batch"], r["name"]) for r in summary["results"]
-                    if r["family"] == family and r["name"] not in names)
-    return names + [name for _, name in others]
+    """The family's expected cases and any other case of it in the document ("batch N"), by batch."""
+    names = set(NETWORK_CASES[family]) | {r["name"] for r in summary["results"] if r["family"] == family}
+    return sorted(names, key=lambda name: int(name.split()[-1]))
 
 
 def _large_cases(summary: dict, family: str) -> list[str]:
