@@ -34,7 +34,7 @@ LARGE_BATCH_SHARE = 0.9
 # Issue 7 asked 8x PyTorch of both networks; issue 14 judges that against the fastest float
 # contender and raises the MLP's goals to 10x.
 BATCH1_GOALS = {"mlp": {"float": (10.0, "14"), "fastest": (10.0, "14")},
-                "cnn": {"float": (8.0, "14"), "fastest": (8.0, "7")}}
+                "cnn": {"float": (8.0, "7, 14"), "fastest": (8.0, "7")}}
 # A binary conv may lose at most 30% to the XNOR GEMM of the same M, N, K (CPU and GPU).
 CONV_GOAL = 0.7
 # -- every device ------------------------------------------------------------------------------
