@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .timing import Settings, Timing, progress, time_interleaved, warm_up
+from .timing import FLOAT_ROLES, Settings, Timing, progress, time_interleaved, warm_up
 
 # The contender whose output every check compares against (it is never skipped).
 REFERENCE = "NumPy float32"
@@ -16,7 +16,9 @@ class Case:
     """One workload at one size: its contenders, the work per call and the correctness check.
 
     ``check(outputs)`` takes the warm-up outputs by contender label (skipped or failed
-    contenders are absent) and returns ``(passed, what was checked)``.
+    contenders are absent) and returns ``(passed, what was checked)``. ``extra(settings)``,
+    where given, measures more figures once the timed rounds are done (a dict merged into
+    the record).
     """
 
     family: str                    # "gemm", "mlp" or "cnn"
@@ -27,6 +29,7 @@ class Case:
     check: Callable[[dict], tuple]
     items: int | None = None       # images per call, for images/s
     memory: dict = field(default_factory=dict)
+    extra: Callable[[Settings], dict] | None = None
 
 
 def _figures(case: Case, timing: Timing) -> dict:
@@ -76,6 +79,8 @@ def run_case(case: Case, settings: Settings, devices: dict, history: dict) -> di
             history[(case.family, label)] = t.median / case.macs
     record["speedups"] = _speedups(timings)
     record["peak_fraction"] = _peak_fractions(case, timings, devices)
+    if case.extra is not None:
+        record.update(case.extra(settings))
     progress("    done: " + "; ".join(
         f"{label} {_headline(case, record['contenders'][label])}" for label, t in timings.items() if t.ok))
     return record
@@ -86,6 +91,22 @@ def _speedups(timings: dict) -> dict:
     ok = {label: t for label, t in timings.items() if t.ok}
     return {label: {other: o.median / t.median for other, o in ok.items() if other != label}
             for label, t in ok.items() if t.role == "binary"}
+
+
+def float_baselines(result: dict, label: str) -> dict:
+    """other label -> speed-up of binary contender ``label`` over each timed float32 baseline
+    that counts for it: those on the host CPU and those on ``label``'s own device (its float
+    mode), never another device's."""
+    device, contenders = result["contenders"][label]["device"], result["contenders"]
+    return {other: ratio for other, ratio in result.get("speedups", {}).get(label, {}).items()
+            if contenders[other]["role"] in FLOAT_ROLES and contenders[other]["device"] in (None, device)}
+
+
+def fastest_float(result: dict, label: str) -> tuple[str, float] | None:
+    """(label, speed-up of ``label`` over it) of the fastest float32 baseline that counts for
+    binary contender ``label``, or None where none was timed."""
+    ratios = float_baselines(result, label)
+    return min(ratios.items(), key=lambda item: item[1]) if ratios else None
 
 
 def _peak_fractions(case: Case, timings: dict, devices: dict) -> dict:

@@ -1,24 +1,32 @@
-"""The BinaryNet networks, and float32 forwards of the same networks in NumPy and PyTorch.
+"""The BinaryNet networks, and float32 forwards of the same networks in NumPy, PyTorch and ONNX Runtime.
 
 The baselines run the network's float32 program (``espresso_cl.float_program``: +-1
 activations and weights as floats, batch-norm + sign as the folded per-channel comparison),
-in NumPy (its own forward: convolutions as im2col + one matmul) and in PyTorch
-(``nn.Conv2d``, ``nn.Linear``), so their outputs can be compared tightly.
+in NumPy (its own forward: convolutions as im2col + one matmul), in PyTorch (``nn.Conv2d``,
+``nn.Linear``) and in ONNX Runtime (the program as one ONNX graph, ``benchmarks/onnx_float.py``),
+so their outputs can be compared tightly.
+
+Each case also counts the kernel launches of one binary-mode call and times the first call at
+a batch size the model has not seen (against the warm time of that size).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import time
 
 import numpy as np
 
 import espresso_cl as ec
 from espresso_cl import float_program as fp
 from espresso_cl.demo import binarynet_mlp
+from espresso_cl.layers.binary import BinaryWeights
 from espresso_cl.layout import storage_shape
 
+from . import onnx_float, system
 from .case import REFERENCE, Case
-from .timing import Contender
+from .timing import Contender, Timing, progress, time_interleaved
 
 SIZES = {
     # BinaryNet's networks at full size; quick mode scales their widths down for CI.
@@ -185,10 +193,28 @@ def _close(a: np.ndarray, b: np.ndarray) -> tuple[bool, float]:
     return a.shape == b.shape and diff <= 1e-4 * scale, diff
 
 
-class Network:
-    """A family's network with its baselines built once; :meth:`case` makes one batch's case."""
+# ONNX Runtime's contenders by execution provider: (label, role).
+ONNX_CONTENDERS = {onnx_float.CPU: ("ONNX Runtime float32", "onnxruntime"),
+                   onnx_float.CUDA: ("ONNX Runtime CUDA float32", "onnxruntime-cuda")}
 
-    def __init__(self, family: str, mode: str, devices, torch):
+
+def binary_layers(model: ec.Sequential) -> int:
+    """Layers with binary weights (the bit-plane first layer included)."""
+    return sum(isinstance(layer, BinaryWeights) for layer in model.layers)
+
+
+def cuda_gpu(devices) -> str | None:
+    """The key of the first NVIDIA GPU under test (where ONNX Runtime's CUDA provider runs), or None."""
+    return next((d.key for d in devices
+                 if d.runtime.kind == "gpu" and "nvidia" in d.runtime.device.vendor.lower()), None)
+
+
+class Network:
+    """A family's network with its baselines built once; :meth:`case` makes one batch's case.
+
+    ``onnx_modules`` is ``(onnx, onnxruntime)`` to add the ONNX Runtime baseline, or None."""
+
+    def __init__(self, family: str, mode: str, devices, torch, onnx_modules=None):
         self.family = family
         self.model = build(family, mode)
         self.devices = devices
@@ -196,12 +222,20 @@ class Network:
         program = fp.program(self.model.layers)
         self.numpy = fp.numpy_forward(program)
         self.torch = torch_forward(program, torch) if torch is not None else None
+        self.onnx = (onnx_float.forwards(self.model, program, cuda_gpu(devices), system.usable_cores(),
+                                         *onnx_modules) if onnx_modules is not None else [])
         self.macs = macs_per_image(self.model)
         self.memory = memory(self.model)
+        self.binary_layers = binary_layers(self.model)
+        self.seen: set = set()  # batch sizes the models have been called with
+
+    def _pixels(self, batch: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return rng.integers(0, 256, size=(batch,) + self.model.input_shape, dtype=np.uint8)
 
     def case(self, batch: int, seed: int = 1) -> Case:
-        rng = np.random.default_rng(seed)
-        x = rng.integers(0, 256, size=(batch,) + self.model.input_shape, dtype=np.uint8)
+        x = self._pixels(batch, seed)
+        self.seen.add(batch)
         contenders = []
         for device in self.devices:
             model = self.models[device.key]
@@ -211,8 +245,36 @@ class Network:
         contenders.append(Contender(REFERENCE, "numpy", None, lambda: self.numpy(x)))
         if self.torch is not None:
             contenders.append(Contender("PyTorch float32", "torch", None, lambda: self.torch(x)))
+        for provider, device_key, forward in self.onnx:
+            label, role = ONNX_CONTENDERS[provider]
+            contenders.append(Contender(label, role, device_key, lambda f=forward: f(x)))
         return Case(self.family, f"batch {batch}", {"batch": batch}, self.macs * batch, contenders,
-                    self._check, items=batch, memory=self.memory)
+                    self._check, items=batch, memory=self.memory,
+                    extra=lambda settings: self.launches_and_first_call(batch, settings))
+
+    def launches_and_first_call(self, batch: int, settings) -> dict:
+        """Per device: kernel launches of one binary-mode call at ``batch`` (and the binary
+        layers they are judged against), and the first call at a batch size none of the
+        models has seen, against the warm median of that size timed right after."""
+        fresh = next(n for n in itertools.count(batch + 1) if n not in self.seen)
+        self.seen.add(fresh)
+        x = self._pixels(fresh, seed=2)
+        launches, first_call = {}, {}
+        for device in self.devices:
+            model = self.models[device.key]
+            try:
+                launches[device.key] = {"launches": model.launch_count(batch, mode="binary"),
+                                        "binary_layers": self.binary_layers}
+            except Exception as exc:  # noqa: BLE001 - a missing figure must not end the run
+                launches[device.key] = {"error": f"{type(exc).__name__}: {exc}"}
+            try:
+                first_call[device.key] = first_call_figures(
+                    lambda m=model: m.predict(x, mode="binary", batch_size=fresh), fresh, settings)
+            except Exception as exc:  # noqa: BLE001
+                first_call[device.key] = {"batch": fresh, "error": f"{type(exc).__name__}: {exc}"}
+            progress(f"    {device.key}: {_launch_text(launches[device.key])}; "
+                     f"{_first_call_text(first_call[device.key])}")
+        return {"launches": launches, "first_call": first_call}
 
     def _check(self, outputs: dict) -> tuple[bool, str]:
         ref = outputs[REFERENCE]
@@ -239,8 +301,37 @@ class Network:
                       f"agree with NumPy float32 (max |diff| {worst:.2g}, same predictions)")
 
 
-def cases(family: str, mode: str, devices, torch):
+def first_call_figures(call, batch: int, settings) -> dict:
+    """Seconds of ``call``'s first run, then the median of warm runs timed as the suite times
+    a contender (samples of looped calls, a pause before each), and their ratio."""
+    time.sleep(settings.settle_s)
+    start = time.perf_counter()
+    call()
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    call()  # sizes the warm samples
+    warm = Timing("first call", "binary", None)
+    time_interleaved([Contender("first call", "binary", None, call)], {"first call": warm},
+                     {"first call": time.perf_counter() - start}, settings)
+    return {"batch": batch, "first_s": first, "warm_median_s": warm.median, "warm_repeats": len(warm.samples),
+            "ratio": first / warm.median}
+
+
+def _launch_text(figures: dict) -> str:
+    if "error" in figures:
+        return f"launches not counted ({figures['error']})"
+    return f"{figures['launches']} launches per call ({figures['binary_layers']} binary layers)"
+
+
+def _first_call_text(figures: dict) -> str:
+    if "error" in figures:
+        return f"first call at batch {figures['batch']} not timed ({figures['error']})"
+    return (f"first call at batch {figures['batch']} {figures['first_s'] * 1e3:.3g} ms, "
+            f"warm {figures['warm_median_s'] * 1e3:.3g} ms ({figures['ratio']:.2g}x)")
+
+
+def cases(family: str, mode: str, devices, torch, onnx_modules=None):
     """The family's cases at the mode's batch sizes, made one at a time."""
-    network = Network(family, mode, devices, torch)
+    network = Network(family, mode, devices, torch, onnx_modules)
     for batch in SIZES[mode][family]["batches"]:
         yield network.case(batch)

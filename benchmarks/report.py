@@ -6,13 +6,14 @@ import json
 from pathlib import Path
 
 from . import targets
-from .case import REFERENCE
+from .case import REFERENCE, fastest_float
 from .timing import ROLES
 
 FAMILY_TITLES = {"gemm": "XNOR GEMM (C = A . B^T over +-1 matrices; M x N x K)",
                  "mlp": "BinaryNet MNIST MLP (784 uint8 pixels -> hidden x3 -> 10)",
                  "cnn": "BinaryNet CIFAR-10 CNN (32x32x3 uint8, random input)"}
-ROLE_NAMES = {"float": "float (same device)", "numpy": "NumPy f32", "torch": "PyTorch f32"}
+ROLE_NAMES = {"float": "float (same device)", "numpy": "NumPy f32", "torch": "PyTorch f32",
+              "onnxruntime": "ONNX Runtime f32", "onnxruntime-cuda": "ONNX Runtime CUDA f32"}
 
 
 def fmt_time(seconds: float) -> str:
@@ -77,39 +78,68 @@ def detail_table(results: list) -> str:
 
 
 def baseline_ratios(result: dict, label: str) -> dict:
-    """role -> speed-up of binary contender ``label`` over that baseline; float mode counts
-    only on the binary contender's own device."""
+    """role -> speed-up of binary contender ``label`` over that baseline; a baseline on a
+    device (float mode, ONNX Runtime on CUDA) counts only on the binary contender's own device."""
     device = result["contenders"][label]["device"]
     ratios = {}
     for other, ratio in result["speedups"][label].items():
         figures = result["contenders"][other]
-        if figures["role"] == "binary" or (figures["role"] == "float" and figures["device"] != device):
+        if figures["role"] == "binary" or figures["device"] not in (None, device):
             continue
         ratios[figures["role"]] = ratio
     return ratios
 
 
-def speedup_rows(results: list) -> list:
-    """One row per (case, binary contender): throughput, ratio to each baseline, % of peak."""
+def _baseline_roles(results: list) -> list:
+    """The baselines' roles any binary contender of ``results`` was compared with, in ROLES order."""
+    present = {role for r in results for label in r.get("speedups", {}) for role in baseline_ratios(r, label)}
+    return [role for role in ROLES if role in present]
+
+
+def speedup_rows(results: list, roles: list) -> list:
+    """One row per (case, binary contender): throughput, ratio to each baseline of ``roles``
+    and to the fastest float baseline, % of peak."""
     rows = []
     for result in results:
         if not result["check"]["passed"]:
-            rows.append((result["family"], result["name"], "-", "CHECK FAILED", "", "", "", ""))
+            rows.append((result["family"], result["name"], "-", "CHECK FAILED") + ("",) * (len(roles) + 2))
             continue
         for label in result.get("speedups", {}):
             ratios = {role: f"{ratio:.3g}x" for role, ratio in baseline_ratios(result, label).items()}
+            fastest = fastest_float(result, label)
             f = result["contenders"][label]
             rate = (f"{f['images_per_s']:.4g} img/s" if result["items"] else f"{f['mac_per_s'] / 1e9:.4g} G/s")
-            rows.append((result["family"], result["name"], f["device"], rate,
-                         ratios.get("float", "-"), ratios.get("numpy", "-"), ratios.get("torch", "-"),
-                         _peak(result, label)))
+            rows.append((result["family"], result["name"], f["device"], rate)
+                        + tuple(ratios.get(role, "-") for role in roles)
+                        + (f"{fastest[1]:.3g}x ({fastest[0]})" if fastest else "-", _peak(result, label)))
     return rows
 
 
 def speedup_table(results: list) -> str:
-    return table(speedup_rows(results),
-                 ("workload", "case", "device", "binary", "vs float (same device)", "vs NumPy f32",
-                  "vs PyTorch f32", "% of peak"))
+    roles = _baseline_roles(results)
+    return table(speedup_rows(results, roles),
+                 ("workload", "case", "device", "binary") + tuple(f"vs {ROLE_NAMES[role]}" for role in roles)
+                 + ("vs fastest float", "% of peak"))
+
+
+def launch_rows(results: list) -> list:
+    """Per network case and device: launches per binary-mode call next to the binary layers,
+    and the first call at a new batch size next to the warm time of that size."""
+    rows = []
+    for r in results:
+        for device, first in r.get("first_call", {}).items():
+            launches = r.get("launches", {}).get(device, {})
+            counted = (f"{launches['launches']} ({launches['binary_layers']} binary layers)"
+                       if "launches" in launches else launches.get("error", "-"))
+            timed = ((f"{first['batch']}", fmt_time(first["first_s"]), fmt_time(first["warm_median_s"]),
+                      f"{first['ratio']:.3g}x") if "ratio" in first else (f"{first['batch']}", first["error"], "", ""))
+            rows.append((r["family"], r["name"], device, counted) + timed)
+    return rows
+
+
+def launch_table(results: list) -> str:
+    return table(launch_rows(results), ("workload", "case", "device", "launches per call", "new batch",
+                                        "first call", "then warm", "first / warm"))
 
 
 def conv_table(rows: list) -> str:
@@ -153,6 +183,9 @@ def header(summary: dict) -> str:
     t = summary["baselines"]["torch"]
     lines.append(f"PyTorch {t['version']}: {t['threads']} thread(s); {t['blas']}" if "version" in t
                  else t["missing"])
+    o = summary["baselines"].get("onnxruntime", {"missing": "ONNX Runtime: not recorded"})
+    lines.append(f"ONNX Runtime {o['version']}: {o['intra_op_threads']} intra-op thread(s), {o['execution_mode']} "
+                 f"execution; providers {', '.join(o['providers'])}" if "version" in o else o["missing"])
     env = m["environment"]
     lines.append("environment: " + (", ".join(f"{k}={v}" for k, v in env.items()) or "no thread or device overrides"))
     s = summary["settings"]
@@ -181,9 +214,14 @@ def print_report(summary: dict, file=None) -> None:
     if summary["results"]:
         print("\n== espresso_cl binary mode: throughput and speed-up (ratio of median times) ==", file=file)
         print(speedup_table(summary["results"]), file=file)
+        if any(r.get("first_call") for r in summary["results"]):
+            print("\n== Kernel launches per binary-mode call, and the first call at a batch size not seen before "
+                  "(then the warm median of that size) ==", file=file)
+            print(launch_table(summary["results"]), file=file)
         print("\n== Memory: binary (packed bits; uint8 pixels into the first layer) vs float32 ==", file=file)
         print(memory_table(summary["results"]), file=file)
-        print("\n== Targets (issue 7: CPU speed through PoCL) ==", file=file)
+        print("\n== Targets (issue 7: CPU speed through PoCL; issue 14: whole networks at kernel speed, GPU) ==",
+              file=file)
         print("\n".join(targets.lines(summary)), file=file)
         print("\nchecks: " + ("all passed" if summary["all_checks_passed"] else "SOME FAILED"), file=file)
         for r in summary["results"]:

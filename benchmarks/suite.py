@@ -50,6 +50,8 @@ class Suite:
         self.started = time.time()
         self.machine = system.machine_info()
         self.torch, self.torch_missing = system.load_torch()
+        onnx, onnxruntime, self.onnxruntime_missing = system.load_onnxruntime()
+        self.onnx_modules = (onnx, onnxruntime) if onnxruntime is not None else None
         self.devices = system.devices_under_test()
         self.history: dict = {}
         self.results: list = []
@@ -68,6 +70,13 @@ class Suite:
             progress(self.torch_missing)
         else:
             progress(f"PyTorch {self.torch.__version__}: {self.torch.get_num_threads()} threads")
+        ort = self._onnxruntime_info()
+        progress(f"ONNX Runtime {ort['version']}: providers {', '.join(ort['providers'])}"
+                 if "version" in ort else self.onnxruntime_missing)
+
+    def _onnxruntime_info(self) -> dict:
+        return (system.onnxruntime_info(self.onnx_modules[1]) if self.onnx_modules is not None
+                else {"missing": self.onnxruntime_missing})
 
     def run(self, case: Case) -> dict:
         record = run_case(case, self.settings, {d.key: d for d in self.devices}, self.history)
@@ -93,7 +102,7 @@ class Suite:
                 self.run_conv_layers()
                 continue
             made = (gemm.cases(self.mode.name, self.devices, self.torch) if family == "gemm"
-                    else networks.cases(family, self.mode.name, self.devices, self.torch))
+                    else networks.cases(family, self.mode.name, self.devices, self.torch, self.onnx_modules))
             for case in made:
                 self.run(case)
 
@@ -113,6 +122,8 @@ class Suite:
                          f"on {self.machine['cores']} cores): timings are noisy, re-run on a quiet machine")
         if self.torch is None:
             notes.append(self.torch_missing)
+        if self.onnx_modules is None:
+            notes.append(self.onnxruntime_missing)
         if not self.devices:
             notes.append("no OpenCL device under test")
         return notes
@@ -131,7 +142,8 @@ class Suite:
             "machine": machine,
             "devices": [d.describe() for d in self.devices],
             "baselines": {"numpy": system.numpy_info(),
-                          "torch": system.torch_info(self.torch) or {"missing": self.torch_missing}},
+                          "torch": system.torch_info(self.torch) or {"missing": self.torch_missing},
+                          "onnxruntime": self._onnxruntime_info()},
             "notes": self.notes(),
             "all_checks_passed": self.all_passed,
             "results": self.results,

@@ -134,6 +134,24 @@ def torch_info(torch) -> dict | None:
             "mkldnn": bool(torch.backends.mkldnn.is_available())}
 
 
+def load_onnxruntime():
+    """(onnx module, onnxruntime module, "") or (None, None, a line saying why not)."""
+    try:
+        import onnx
+        import onnxruntime
+    except Exception as exc:  # noqa: BLE001 - a broken install raises OSError, not ImportError
+        return None, None, (f"ONNX Runtime not available ({type(exc).__name__}: {exc}); "
+                            f"pip install -e '.[onnx]' to add it")
+    return onnx, onnxruntime, ""
+
+
+def onnxruntime_info(onnxruntime) -> dict | None:
+    if onnxruntime is None:
+        return None
+    return {"version": onnxruntime.__version__, "providers": onnxruntime.get_available_providers(),
+            "intra_op_threads": usable_cores(), "execution_mode": "sequential"}
+
+
 def git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,

@@ -15,7 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-ROLES = ("binary", "float", "numpy", "torch")
+ROLES = ("binary", "float", "numpy", "torch", "onnxruntime", "onnxruntime-cuda")
+# The float32 baselines: what "the fastest float contender" is chosen from.
+FLOAT_ROLES = ("float", "numpy", "torch", "onnxruntime", "onnxruntime-cuda")
 
 
 @dataclass
@@ -25,7 +27,7 @@ class Contender:
 
     label: str
     role: str                      # one of ROLES
-    device: str | None             # Device.key for the espresso_cl roles
+    device: str | None             # Device.key it runs on; None: the host CPU outside OpenCL
     run: Callable[[], object]
     fetch: Callable[[object], np.ndarray] = np.asarray
 

@@ -10,7 +10,8 @@
 #   python3 -m pip download --only-binary=:all: --python-version 3.12 \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
 #       --platform manylinux_2_17_x86_64 \
-#       --platform manylinux2014_x86_64 -d wheels pyopencl pytest matplotlib threadpoolctl
+#       --platform manylinux2014_x86_64 -d wheels pyopencl pytest matplotlib threadpoolctl \
+#       onnx onnxruntime-gpu
 # Environment: PYTHON (default python3), WHEELS, VENV (default /tmp/espresso_cl-gpu-venv).
 # Exit status: 0 when the tests and the benchmarks passed, 1 otherwise (or when no GPU is
 # found); once the GPU is found both always run, so one run gives all the evidence.
@@ -45,10 +46,16 @@ if [ -n "$need" ]; then
     fi
     pip_install $need || { say "installing $need from $WHEELS failed"; exit 1; }
 fi
-# The benchmarks' chart (matplotlib) and BLAS thread report (threadpoolctl) are optional.
-for extra in $(missing matplotlib threadpoolctl); do
+# The benchmarks' chart (matplotlib), BLAS thread report (threadpoolctl) and ONNX Runtime
+# baseline (onnx builds its graph) are optional.
+for extra in $(missing matplotlib threadpoolctl onnx); do
     pip_install "$extra" >/dev/null || say "no $extra wheel in $WHEELS: the benchmarks run without it"
 done
+# onnxruntime-gpu (the same module, with the CUDA provider) where its wheel is there, else the CPU build.
+if [ -n "$(missing onnxruntime)" ]; then
+    pip_install onnxruntime-gpu >/dev/null || pip_install onnxruntime >/dev/null \
+        || say "no onnxruntime wheel in $WHEELS: the benchmarks run without ONNX Runtime"
+fi
 # The source tree is the package: the runtime finds kernels/ beside espresso_cl/.
 export PYTHONPATH=$REPO${PYTHONPATH:+:$PYTHONPATH}
 
@@ -74,7 +81,7 @@ fi
 {
     echo "== git"; git -C "$REPO" log -1 --format='%H %s' 2>/dev/null
     echo "== nvidia-smi"; nvidia-smi 2>&1
-    echo "== Python"; "$PY" -m pip list 2>/dev/null | grep -i -E '^(numpy|pyopencl|pytest|torch|matplotlib|threadpoolctl) '
+    echo "== Python"; "$PY" -m pip list 2>/dev/null | grep -i -E '^(numpy|pyopencl|pytest|torch|matplotlib|threadpoolctl|onnx|onnxruntime|onnxruntime-gpu) '
     echo "== OpenCL devices"
 } >>"$ENVLOG"
 if ! "$PY" -c "from espresso_cl.runtime import describe_devices, get_runtime
