@@ -28,6 +28,16 @@ import pyopencl as cl
 from .memory import Arena
 from .tensor import Tensor
 
+# A model's first call prepares every batch size up to this many samples (or its batch_size,
+# if larger): whatever batch_size later calls pass, none of them builds a kernel.
+PLANNED_ROWS = 256
+# The launch lists of the power-of-two buckets up to this many samples are recorded while the
+# model is planned. The first call at a new batch size of up to this many samples replays its
+# bucket's list, padded, instead of recording its own: for so few samples, a recording (the
+# Python of a run) costs several times a replay, where a padded replay costs at most the
+# bucket's work. A size met again gets a list of its own.
+PADDED_ROWS = 64
+
 
 class LaunchList:
     """The launches of one recorded run, the buffers they use, and where input and output are."""
@@ -53,14 +63,16 @@ class LaunchList:
         """Bytes of the buffers the list owns."""
         return self.arena.nbytes
 
-    def add(self, program, name: str, global_size, local_size, args) -> None:
-        """One launch, as enqueued while recording (``args`` as the kernel takes them)."""
+    def add(self, program, name: str, global_size, local_size, args):
+        """One launch of the run being recorded (``args`` as the kernel takes them): the list's
+        kernel object for it, its arguments set, for the caller to enqueue now."""
         kernel = self.runtime.programs.kernel_object(program, name)  # its arguments stay bound
         kernel.set_args(*args)
         self.launches.append((kernel, global_size, local_size))
         self._programs.append(program)
         self.count += 1
         self._buffers.extend(arg for arg in args if isinstance(arg, cl.MemoryObjectHolder))
+        return kernel
 
     def cannot_replay(self, why: str) -> None:
         if self.cannot_replay_because is None:
@@ -71,8 +83,10 @@ class LaunchList:
         return self.cannot_replay_because is None and not self.released
 
     def replay(self, x: np.ndarray) -> np.ndarray | None:
-        """The output of the recorded run on ``x`` (the recorded input's shape and dtype) as
-        NumPy (storage layout); None if the list was released meanwhile."""
+        """The output of the recorded run on ``x`` as NumPy (storage layout), or None if the list
+        was released meanwhile. ``x`` has the recorded input's dtype and sample shape, and at
+        most its samples: the rows past it keep what the last run left there, and only the
+        output's first ``len(x)`` rows are read (samples are independent in every layer)."""
         queue = self.runtime.queue
         with self._lock:
             if not self.replayable:
@@ -81,7 +95,7 @@ class LaunchList:
             cl.enqueue_copy(queue, self._input.buffer, x, is_blocking=False)
             for kernel, global_size, local_size in self.launches:
                 cl.enqueue_nd_range_kernel(queue, kernel, global_size, local_size)
-            out = np.empty(self._output.storage_shape, self._output.dtype)
+            out = np.empty((len(x),) + self._output.storage_shape[1:], self._output.dtype)
             cl.enqueue_copy(queue, out, self._output.buffer)
         return out
 

@@ -12,7 +12,7 @@ from . import batching, checks, memory, process
 from . import layers as L
 from . import ops
 from .intmath import size_bucket
-from .launch_list import dry_run, record
+from .launch_list import PADDED_ROWS, PLANNED_ROWS, dry_run, record
 from .ops import launch
 from .plan import MODES, compile_plan
 from .runtime import get_runtime
@@ -182,11 +182,8 @@ class Sequential:
         batch_size = checks.size(batch_size, "batch_size")
         checks.one_of(mode, "mode", MODES)
         compiled = self._compiled(mode)
-        rows = min(batch_size, len(x))
-        if rows > batching.PROBE_SAMPLES and not batching.clearly_fits(rows, self.layers, self.runtime.traits):
-            rows = min(rows, self._rows_that_fit(compiled))
-        # Every batch size up to batch_size (as far as it fits) is built for on the first call.
-        self._build_for(compiled, min(batch_size, compiled.rows_that_fit or batch_size))
+        rows = self._planned_rows(compiled, min(batch_size, len(x)))
+        self._prepare(compiled, batch_size)
         outs = [self._call(compiled, x[start:start + rows], classes) for start in range(0, len(x), rows)]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
@@ -210,7 +207,9 @@ class Sequential:
 
     def _call(self, compiled: "_Compiled", chunk: np.ndarray, classes: bool) -> np.ndarray:
         """One run of ``chunk`` through the compiled plan: a replay of its launch list at this
-        batch size, recorded on the first run (:mod:`espresso_cl.launch_list`)."""
+        batch size, recorded on its first run; but the first run at a size of up to
+        :data:`PADDED_ROWS` samples replays its bucket's list, recorded while planning
+        (:mod:`espresso_cl.launch_list`)."""
         plan = compiled.plan
         chunk = self._upload_form(chunk, plan)
         if launch.TIMING:  # per-kernel timing needs every launch to go through ops.launch
@@ -218,12 +217,15 @@ class Sequential:
         key = (len(chunk), classes)
         with compiled.lock:
             launches = compiled.launch_lists.get(key)
+            if launches is None and compiled.first_sighting(key):
+                launches = compiled.padded_lists.get((size_bucket(len(chunk)), classes))
             if launches is None:
                 compiled.make_room()  # first: the kernel objects of the list it drops serve the new one
                 launches, out = record(self.runtime, self._forward(plan, classes), chunk, plan.input_kind)
                 compiled.keep(key, launches)
                 return self._host_result(out, plan, classes)
-            compiled.launch_lists.move_to_end(key)
+            elif key in compiled.launch_lists:
+                compiled.launch_lists.move_to_end(key)
         out = launches.replay(chunk)
         if out is None:  # released by another thread's call, or not replayable
             return self._plain_run(plan, chunk, classes)
@@ -238,9 +240,10 @@ class Sequential:
 
         A dry run (nothing enqueued) at each power of two up to ``rows``, and ``rows``, for
         both outputs, builds every kernel: launchers choose blocks by the bucket of a size, so
-        these are all of them. Where the device compiles on a kernel's first launch (its
-        quirks), a size whose dry run needs a launch not yet made also runs, on zeros. And the
-        kernel objects of :data:`_Compiled.LAUNCH_LISTS` launch lists are made now.
+        these are all of them. The launch lists of the buckets up to :data:`PADDED_ROWS` are
+        recorded (on zeros). Where the device compiles on a kernel's first launch (its
+        quirks), a larger size whose dry run needs a launch not yet made also runs, on zeros.
+        And the kernel objects of :data:`_Compiled.LAUNCH_LISTS` launch lists are made now.
         """
         if compiled.built_rows >= rows:
             return
@@ -257,14 +260,30 @@ class Sequential:
                 launched = dry_run(runtime, self._forward(plan, classes), shape, plan.input_kind)
                 per_list |= Counter((file, name, defines) for file, name, defines, _, _ in launched)
                 launches += launched
-            if runtime.quirks.launch_compiles_past_grid is not None and set(launches) - runtime.compiled_launches:
-                zeros = self._upload_form(np.zeros(shape, self.input_dtype), plan)
+            zeros = self._upload_form(np.zeros(shape, self.input_dtype), plan)
+            if size <= PADDED_ROWS and size == size_bucket(size):
+                for classes in outputs:  # (these runs also make the first launches)
+                    padded, _ = record(runtime, self._forward(plan, classes), zeros, plan.input_kind)
+                    if padded.replayable:
+                        compiled.padded_lists[(size, classes)] = padded
+            elif runtime.quirks.launch_compiles_past_grid is not None and set(launches) - runtime.compiled_launches:
                 for classes in outputs:
                     self._plain_run(plan, zeros, classes)
         for (file, name, defines), count in per_list.items():
             runtime.programs.stock(runtime.programs.program(file, dict(defines)), name,
                                    count * _Compiled.LAUNCH_LISTS)
         compiled.built_rows = rows
+
+    def _prepare(self, compiled: "_Compiled", batch_size: int) -> None:
+        """Every batch size up to :data:`~espresso_cl.launch_list.PLANNED_ROWS` (or
+        ``batch_size``), as far as it fits, ready before the calls (:meth:`_build_for`)."""
+        self._build_for(compiled, self._planned_rows(compiled, max(batch_size, PLANNED_ROWS)))
+
+    def _planned_rows(self, compiled: "_Compiled", rows: int) -> int:
+        """``rows``, or fewer where they would not fit the device."""
+        if rows > batching.PROBE_SAMPLES and not batching.clearly_fits(rows, self.layers, self.runtime.traits):
+            return min(rows, self._rows_that_fit(compiled))
+        return rows
 
     def _rows_that_fit(self, compiled: "_Compiled") -> int:
         """Samples per run that fit the device (:mod:`espresso_cl.batching`), measured once per plan."""
@@ -282,10 +301,10 @@ class Sequential:
         batch_size = checks.size(batch_size, "batch_size")
         checks.one_of(mode, "mode", MODES)
         compiled = self._compiled(mode)
-        self._build_for(compiled, batch_size)
-        x = np.zeros((batch_size,) + self.input_shape, self.input_dtype)
-        self._call(compiled, x, classes=False)
-        return len(compiled.launch_lists[(batch_size, False)])
+        self._prepare(compiled, batch_size)
+        rows = self._planned_rows(compiled, batch_size)
+        self._call(compiled, np.zeros((rows,) + self.input_shape, self.input_dtype), classes=False)
+        return len(compiled.find(rows, classes=False))
 
     def predict(self, x: np.ndarray, mode: str = "binary", batch_size: int = 256) -> np.ndarray:
         """Forward ``x`` (batch, *input_shape) and return the last layer's output as NumPy.
@@ -338,9 +357,10 @@ class Sequential:
 
 class _Compiled:
     """A model's plan for one mode, the parameter versions it holds, how many samples one of its
-    runs may take (measured on first need), the batch sizes its kernels are built for, and its
-    launch lists by (batch size, output): the most recently used :data:`LAUNCH_LISTS`, fewer
-    where their buffers would pass the pool's bound (the latest is always kept)."""
+    runs may take (measured on first need), the batch sizes its kernels are built for, the
+    padded launch lists of the small buckets, and its launch lists by (batch size, output): the
+    most recently used :data:`LAUNCH_LISTS`, fewer where their buffers would pass the pool's
+    bound (the latest is always kept)."""
 
     LAUNCH_LISTS = 4
 
@@ -349,7 +369,23 @@ class _Compiled:
         self.rows_that_fit: int | None = None
         self.built_rows = 0
         self.launch_lists: OrderedDict = OrderedDict()
+        self.padded_lists: dict = {}  # (bucket, classes) -> LaunchList, for up to PADDED_ROWS samples
+        self._sightings: OrderedDict = OrderedDict()
         self.lock = threading.Lock()
+
+    def find(self, rows: int, classes: bool):
+        """The launch list that runs ``rows`` samples: its own, else its bucket's padded one; or None."""
+        own = self.launch_lists.get((rows, classes))
+        return own if own is not None else self.padded_lists.get((size_bucket(rows), classes))
+
+    def first_sighting(self, key) -> bool:
+        """Whether (batch size, output) ``key`` is new to this plan (remembering the latest 256)."""
+        if key in self._sightings:
+            return False
+        self._sightings[key] = None
+        if len(self._sightings) > 256:
+            self._sightings.popitem(last=False)
+        return True
 
     def make_room(self) -> None:
         """Drop the least recently used launch list where a new one would pass the bound."""
@@ -367,9 +403,11 @@ class _Compiled:
     def release(self) -> None:
         """Drop every launch list, their buffers back to the pool."""
         with self.lock:
-            for launches in self.launch_lists.values():
+            for launches in (*self.launch_lists.values(), *self.padded_lists.values()):
                 launches.release()
             self.launch_lists.clear()
+            self.padded_lists.clear()
+            self.built_rows = 0  # the next call prepares again
 
 
 def _dtype_name(value) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 import espresso_cl as ec
 from espresso_cl.intmath import size_bucket
-from espresso_cl.launch_list import dry_run
+from espresso_cl.launch_list import PADDED_ROWS, dry_run
 from espresso_cl.ops import launch
 from espresso_cl.reference.network import forward
 from espresso_cl.tensor import Tensor
@@ -92,24 +92,42 @@ def test_models_keep_their_buffers_apart(runtime, rng):
 
 def test_the_most_recent_launch_lists_are_kept_and_the_rest_released(runtime, rng):
     model = on(runtime, mlp()).initialize(seed=4)
-    x = pixels(rng, 8, model.input_shape)
+    sizes = range(PADDED_ROWS + 1, PADDED_ROWS + 8)
+    x = pixels(rng, sizes[-1], model.input_shape)
     lists = []
-    for batch in range(1, 8):
+    for batch in sizes:
         model.predict(x[:batch])
         lists.append(model._compiled("binary").launch_lists[(batch, False)])
     kept = model._compiled("binary").launch_lists
-    assert list(kept) == [(batch, False) for batch in range(8 - len(kept), 8)]
+    assert list(kept) == [(batch, False) for batch in sizes[-len(kept):]]
     assert all(l.released for l in lists[:-len(kept)]) and not any(l.released for l in lists[-len(kept):])
-    check_against_reference(model, x[:1], "binary")  # evicted: recorded again
+    check_against_reference(model, x[:sizes[0]], "binary")  # evicted: recorded again
+
+
+def test_a_new_small_batch_size_first_replays_its_buckets_list_padded(runtime, rng):
+    # The first call at a size of up to PADDED_ROWS samples runs the list of its power-of-two
+    # bucket, recorded while planning: the rows past the call's keep the last call's samples,
+    # which never leak into it. The second call at that size records its own.
+    model = on(runtime, cnn()).initialize(seed=11)
+    x = pixels(rng, 8, model.input_shape)
+    model.predict(x[:1])
+    compiled = model._compiled("binary")
+    assert {bucket for bucket, _ in compiled.padded_lists} == {1, 2, 4, 8, 16, 32, 64}
+    for batch in (8, 5, 3, 7):
+        check_against_reference(model, x[::-1][:batch].copy(), "binary")
+        assert (batch, False) not in compiled.launch_lists
+        check_against_reference(model, x[:batch], "binary")
+        assert (batch, False) in compiled.launch_lists
 
 
 def test_release_memory_drops_launch_lists_and_the_model_still_runs(runtime, rng):
     model = on(runtime, cnn()).initialize(seed=6)
     x = pixels(rng, 3, model.input_shape)
     model.predict(x)
-    recorded = model._compiled("binary").launch_lists[(3, False)]
+    recorded = model._compiled("binary").find(3, classes=False)
     model.release_memory()
     assert recorded.released and not model._compiled("binary").launch_lists
+    assert not model._compiled("binary").padded_lists
     check_against_reference(model, x, "binary")
 
 
@@ -127,6 +145,7 @@ def test_a_run_that_uploads_midway_is_not_replayed_but_still_right(runtime, rng)
         check_against_reference(model, x, "binary")
     recorded = model._compiled("binary").launch_lists[(2, False)]
     assert not recorded.replayable and "uploads" in recorded.cannot_replay_because
+    assert not model._compiled("binary").padded_lists  # none replayable either
 
 
 def test_a_dry_run_allocates_and_enqueues_nothing(runtime, rng):
