@@ -218,3 +218,28 @@ def test_bgemm_threshold_needs_a_cpu_profile(runtime, rng):
     zeros = Tensor.from_numpy(generic, np.zeros(3, np.int32), "int32")
     with pytest.raises(ValueError, match="CPU blocks"):
         ops.bgemm_threshold(to_bits(generic, a), to_bits(generic, b), zeros, zeros)
+
+
+# bgemm_affine (every profile): bgemm and a per-column scale and shift, float32 out, in one
+# launch: a last layer's batch-norm on its GEMM.
+@pytest.mark.parametrize("m, n, k", BGEMM_SHAPES + BGEMM_BLOCK_SHAPES, ids=gemm_ids(BGEMM_SHAPES + BGEMM_BLOCK_SHAPES))
+def test_bgemm_affine(profiled_runtime, rng, m, n, k):
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
+    scale = rng.standard_normal(n).astype(np.float32)
+    shift = rng.standard_normal(n).astype(np.float32)
+    out = ops.bgemm_affine(to_bits(profiled_runtime, a), to_bits(profiled_runtime, b),
+                           Tensor.from_numpy(profiled_runtime, scale, "float32"),
+                           Tensor.from_numpy(profiled_runtime, shift, "float32"))
+    assert out.kind == "float32" and out.shape == (m, n)
+    expected = reference.affine(reference.xnor_gemm(a, b), scale, shift)
+    # float32 rounding of one product and one sum: a few ulps of the largest term.
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-6 * (1 + np.abs(expected).max()))
+
+
+def test_bgemm_affine_rejects_wrong_parameters(runtime, rng):
+    a, b = to_bits(runtime, sign_pm1(rng, (2, 40))), to_bits(runtime, sign_pm1(rng, (3, 40)))
+    ok = Tensor.from_numpy(runtime, np.ones(3, np.float32), "float32")
+    with pytest.raises(ValueError, match=r"scale and shift of shape \(3,\)"):
+        ops.bgemm_affine(a, b, ok, Tensor.from_numpy(runtime, np.ones(4, np.float32), "float32"))
+    with pytest.raises(ValueError, match="float32 scale"):
+        ops.bgemm_affine(a, b, ok, Tensor.from_numpy(runtime, np.ones(3, np.int32), "int32"))

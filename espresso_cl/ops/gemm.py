@@ -80,6 +80,26 @@ def bgemm_threshold(a: Tensor, b: Tensor, thresh: Tensor, flip: Tensor) -> Tenso
     return out
 
 
+def bgemm_affine(a: Tensor, b: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """bgemm, then ``ops.affine``, in one launch: bits a (M, K), bits b (N, K), float32 scale
+    and shift (N,) -> float32 (M, N) = (a @ b.T over +-1) * scale + shift (a last layer's
+    batch-norm or bias folded into its GEMM)."""
+    _check_operands(a, b, "bgemm_affine")
+    runtime = a.runtime
+    profile = runtime.profile
+    (m, k), n = a.shape, b.shape[0]
+    if scale.kind != "float32" or shift.kind != "float32" or scale.shape != (n,) or shift.shape != (n,):
+        raise ValueError(f"bgemm_affine needs float32 scale and shift of shape ({n},), got "
+                         f"{scale.kind} {scale.shape} and {shift.kind} {shift.shape}")
+    variant = registry.select("bgemm_affine", profile)
+    tiles = _cpu_block(runtime, m, n, fused=False) if variant.grid is registry.blocks_grid \
+        else variant.tuning(profile)
+    out = Tensor(runtime, (m, n), "float32")
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles), *variant.grid(tiles, m, n),
+           m, n, a.storage_shape[1] // profile.words32, k, a, b, scale, shift, out)
+    return out
+
+
 def fgemm(a: Tensor, b: Tensor) -> Tensor:
     """float32 a (M, K) and b (N, K) -> float32 (M, N) = a @ b.T."""
     if a.kind != "float32" or b.kind != "float32":
