@@ -480,3 +480,31 @@ def test_the_issue_reproducer_45000_images_in_one_batch(runtime):
     out = model.predict_classes(x, batch_size=45000)
     np.testing.assert_array_equal(out[:14], np.tile(model.predict_classes(x[:7]), 2))
     assert len(out) == 45000
+
+
+def _fusing_profile(planner):
+    """Whether the profile fuses every binary layer's epilogue (threshold, pool, last affine)."""
+    return planner.fuses_dense_threshold() and planner.fuses_conv_threshold("zero") and planner.fuses_dense_affine()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fused_networks_take_one_step_per_binary_layer(profiled_runtime, rng, batch):
+    """BinaryNet's CIFAR-10 CNN (narrowed) and MLP: where the profile fuses the epilogues, at
+    most one step per binary layer plus one (Flatten, a free view), and the same answers as the
+    reference and as float mode."""
+    from benchmarks.networks import binarynet_cnn, on_runtime
+    from espresso_cl.demo import binarynet_mlp
+    from espresso_cl.plan import Planner
+
+    planner = Planner(profiled_runtime, "binary")
+    for net, shape in ((binarynet_cnn((16, 40, 33), dense=70), (32, 32, 3)), (binarynet_mlp(70), (784,))):
+        model = on_runtime(net, profiled_runtime).initialize(seed=int(rng.integers(1 << 30)))
+        set_some_gammas_zero(model, rng)
+        steps = model._compiled("binary").plan.steps
+        binary_layers = sum(1 for layer in model.layers if isinstance(layer, (ec.BinaryConv2D, ec.BinaryDense)))
+        if _fusing_profile(planner):
+            assert len(steps) <= binary_layers + 1, [label for label, _ in steps]
+        x = pixels(rng, batch, shape)
+        out_b, _ = check_against_reference(model, x, "binary")
+        out_f, _ = check_against_reference(model, x, "float")
+        np.testing.assert_allclose(out_b, out_f, rtol=1e-6, atol=1e-6)
