@@ -19,7 +19,7 @@ from ..geometry import ConvGeometry
 from ..intmath import ceil_div, round_up
 from ..tensor import Tensor
 from ..tuning import Tiles
-from .gemm import bgemm
+from .gemm import bgemm, whole_words
 from .launch import launch
 from .pack import check_thresholds
 
@@ -215,7 +215,7 @@ def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride
     if x.kind != "bits" or w.kind != "bits":
         raise TypeError(f"bconv2d_threshold takes packed bits x and w, got {x.kind} and {w.kind}")
     g = _geometry("bconv2d_threshold", x, w, stride, padding)
-    _one_pad("bconv2d_threshold", pad_value)
+    one_pad = _one_pad("bconv2d_threshold", pad_value)
     runtime = x.runtime
     profile = runtime.profile
     if not registry.can_run("bconv2d_threshold", profile, pad_value):
@@ -227,14 +227,32 @@ def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride
     check_thresholds("bconv2d_threshold", thresh, flip, oc)
     p = _pool_geometry("bconv2d_threshold", g, pool)
     out = Tensor(runtime, (n, p.oh, p.ow, oc), "bits")
-    block = variant.tuning(profile)
-    # Whole 32-bit words of channels per work-item, and about TM conv pixels: TM / window pooled ones.
-    block = replace(block, tm=max(1, block.tm // (p.kh * p.kw)), tn=round_up(block.tn, 32))
-    launch(runtime, variant.file, variant.kernel, variant.defines(profile, block),
-           *variant.grid(block, n * p.oh * p.ow, oc),
-           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
-           x.storage_shape[-1] // profile.words32, p.kh, p.kw, p.stride, p.pad_top, p.pad_left,
-           p.oh, p.ow, bool(and_flips), out.storage_shape[-1], x, w, thresh, flip, out)
+    window = p.kh * p.kw
+    pooled = n * p.oh * p.ow
+    pool_args = (p.kh, p.kw, p.stride, p.pad_top, p.pad_left, p.oh, p.ow, bool(and_flips), out.storage_shape[-1])
+    cw = x.storage_shape[-1] // profile.words32
+    if variant.strategy == "avx512":
+        # Whole 32-bit words of channels per work-item, about TM conv pixels: TM / window pooled ones.
+        block = variant.tuning(profile)
+        block = replace(block, tm=max(1, block.tm // window), tn=round_up(block.tn, 32))
+        launch(runtime, variant.file, variant.kernel, variant.defines(profile, block),
+               *variant.grid(block, pooled, oc),
+               n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, cw,
+               *pool_args, x, w, thresh, flip, out)
+        return out
+    # The direct kernel: whole words of channels per work-group, and rows for a window at least.
+    tiles = whole_words(variant.tuning(profile))
+    if tiles.wg_m * tiles.tm < window:
+        tiles = replace(tiles, tm=ceil_div(window, tiles.wg_m))
+    rows = tiles.wg_m * tiles.tm
+    per_group = rows // window
+    defines = variant.defines(profile, tiles)
+    # The frame comes from bconv2d.cl's bconv2d_pad, which the unfused direct variant names.
+    framed, xh, xw = _frame(x, g, registry.BY_NAME["bconv2d_direct"], defines, one_pad, c, x.storage_shape[-1])
+    launch(runtime, variant.file, variant.kernel, defines,
+           *variant.grid(tiles, ceil_div(pooled, per_group) * rows, oc),
+           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, xh, xw, cw,
+           one_pad, *pool_args, framed, w, thresh, flip, out)
     return out
 
 
