@@ -124,6 +124,29 @@ static inline int xconv_pixel(const int q, const int i, const int H, const int W
     return ry * rx;
 }
 
+/* One padding: what a window's padded taps add when they hold +1 in every channel, for the
+ * filter at wf: the sum over those taps of 2 * popcount(w_tap) - C. The window's top row is y
+ * and its valid words of every run [xa, xb), as xconv_pixel gives them (border pixels only). */
+static inline int xconv_one_pad(const __global word_t *wf, const int y, const int xa, const int xb,
+                                const int H, const int KH, const int KW, const int C, const int CW)
+{
+    const int xs = xa / CW, xe = xb / CW;
+    int sum = 0;
+    for (int ky = 0; ky < KH; ++ky) {
+        const int row_inside = (uint)(y + ky) < (uint)H;
+        for (int kx = 0; kx < KW; ++kx) {
+            if (row_inside && kx >= xs && kx < xe)
+                continue;
+            const __global word_t *tap = wf + (ky * KW + kx) * CW;
+            int ones = 0;
+            for (int k = 0; k < CW; ++k)
+                ones += POPC(tap[k]);
+            sum += 2 * ones - C;
+        }
+    }
+    return sum;
+}
+
 /* x: N x H x W pixels of CW words, w: OC x KH x KW x CW words -> out: N x OH x OW x OC,
  * zero padding. Launch: global (ceil(OC / TN), ceil(NP / TM)), local (1, 1): one work-item
  * per work-group owns pixels bp .. bp + TM - 1 and channels boc .. boc + TN - 1. */
@@ -170,7 +193,8 @@ void bconv2d_avx512(const int N, const int H, const int W, const int C,
  * ORs a window's bits, or ANDs them in the channels whose test is flipped when and_flips is
  * set (the pool stood before the batch-norm: sign(bn(max)) is the min of the signs where
  * gamma < 0). No pool: a 1 x 1 window, stride 1. out: N x POH x POW pixels of RW 32-bit words
- * (RW even), written whole: pad bits and pad words 0.
+ * (RW even), written whole: pad bits and pad words 0. one_pad: padded taps hold +1 (the tiles
+ * count them as zero padding; xconv_one_pad adds their sums back at border pixels).
  *
  * One work-item owns TM pooled pixels and the words of channels [boc, boc + TN) (TN a multiple
  * of 32, so every word has one writer; the block of channel OC - 1 also writes the pad words).
@@ -185,7 +209,7 @@ __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C,
                               const int OC, const int KH, const int KW, const int OH, const int OW,
                               const int stride, const int pad_top, const int pad_left, const int CW,
-                              const int PKH, const int PKW, const int PSTRIDE, const int PPAD_TOP,
+                              const int one_pad, const int PKH, const int PKW, const int PSTRIDE, const int PPAD_TOP,
                               const int PPAD_LEFT, const int POH, const int POW,
                               const int and_flips, const int RW,
                               __global const word_t *restrict x,
@@ -263,10 +287,13 @@ void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C
                                    interior, acc);
                 const int j0 = o - boc;
                 for (int i = 0; i < tile; ++i) {
-                    const int base = taps[r0 + i] * C;
+                    const int r = r0 + i, base = taps[r] * C;
+                    const int padded = one_pad && taps[r] < KH * KW;
                     uint b = 0u;
-                    for (int j = 0; j < 8; ++j) {
-                        const int c = base - 2 * acc[8 * i + j];
+                    for (int j = 0; j < cols; ++j) {
+                        int c = base - 2 * acc[8 * i + j];
+                        if (padded)
+                            c += xconv_one_pad(wo + (size_t)j * KH * RUN, iy0[r], xa[r], xb[r], H, KH, KW, C, CW);
                         b |= (uint)(fl[j0 + j] ? c <= th[j0 + j] : c >= th[j0 + j]) << j;
                     }
                     bits[i][j0 / 32] |= b << (j0 % 32);

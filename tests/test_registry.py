@@ -58,10 +58,11 @@ def test_fused_threshold_variants_exist_exactly_where_their_kernels_run(profile)
     assert registry.select("bgemm_affine", p).name == ("bgemm_cpu_affine" if cpu_blocks else "bgemm_tiled_affine")
     direct = "direct" in p.bconv.prefer  # the fused direct conv where the direct conv runs
     assert registry.can_run("bconv2d_threshold", p, "zero") == (direct or p.x86_machine_code)
-    assert registry.can_run("bconv2d_threshold", p, "one") == direct
+    assert registry.can_run("bconv2d_threshold", p, "one") == (direct or p.x86_machine_code)
     if direct or p.x86_machine_code:
-        assert registry.select("bconv2d_threshold", p, "zero").name == (
-            "bconv2d_threshold_avx512" if p.x86_machine_code else "bconv2d_threshold_direct")
+        for pad in ("zero", "one"):
+            assert registry.select("bconv2d_threshold", p, pad).name == (
+                "bconv2d_threshold_avx512" if p.x86_machine_code else "bconv2d_threshold_direct")
     assert registry.can_run("bitplane_conv2d_threshold", p) == p.x86_machine_code
     assert (registry.select("bitplane_conv2d", p).name == "bitplane_avx512") == p.x86_machine_code
 

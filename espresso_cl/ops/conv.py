@@ -237,7 +237,7 @@ def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride
         block = replace(block, tm=max(1, block.tm // window), tn=round_up(block.tn, 32))
         launch(runtime, variant.file, variant.kernel, variant.defines(profile, block),
                *variant.grid(block, pooled, oc),
-               n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, cw,
+               n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, cw, one_pad,
                *pool_args, x, w, thresh, flip, out)
         return out
     # The direct kernel: whole words of channels per work-group, and rows for a window at least.
