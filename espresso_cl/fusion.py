@@ -10,6 +10,10 @@ Every pattern ends in a sign of integer accumulators, possibly through a batch-n
   threshold first, then max-pooling of the bits. Sign is non-decreasing in the accumulator
   where the folded test is ``acc >= t``, so sign(max) = max(sign), an OR of bits; where
   gamma < 0 flips it to ``acc <= t`` the max of accumulators is the min of signs, an AND.
+- BatchNorm alone after a GEMM (:func:`batch_norm_alone`): a scale and shift per column in
+  the GEMM's launch, float32 out (a last layer);
+- both around a convolution (:func:`sign_pool_after`): [MaxPool ->] [BatchNorm ->] Sign
+  [-> MaxPool of the bits], so that a convolution may threshold and pool in its own launch.
 
 Patterns recognise layers by the roles below, which the layer classes take on, so this module
 sits under the layer modules and they can ask it what follows them.
@@ -33,6 +37,10 @@ class Normalizer:
 
 class Binarizer:
     """Role of a sign layer: real values -> +-1 with sign(0) = +1."""
+
+
+class Pooler:
+    """Role of a max-pool layer: windows of ``kernel_size`` (kh, kw), ``stride``, ``padding``."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,15 @@ def sign_after(following) -> SignFold | None:
     return None
 
 
+def batch_norm_alone(following) -> Normalizer | None:
+    """The BatchNorm that starts ``following`` (the layers after an accumulator-producing one)
+    with no Sign after it: a per-channel affine map of the accumulators, as a last layer has."""
+    if following[:1] and isinstance(following[0], Normalizer) and not (
+            following[1:2] and isinstance(following[1], Binarizer)):
+        return following[0]
+    return None
+
+
 def batch_norm_sign(layer, following) -> SignFold | None:
     """``layer`` (a BatchNorm) and the Sign after it, where it normalizes int accumulators."""
     if layer.input_spec.kind == "int" and following[:1] and isinstance(following[0], Binarizer):
@@ -74,6 +91,34 @@ def pool_batch_norm_sign(layer, following) -> SignFold | None:
             and isinstance(following[0], Normalizer) and isinstance(following[1], Binarizer)):
         return SignFold(following[0], 3)
     return None
+
+
+@dataclass(frozen=True)
+class PooledSignFold:
+    """A sign fold with the max-pool before or after it (:func:`sign_pool_after`)."""
+
+    sign: SignFold
+    pool: Pooler | None     # None: no pool in the run
+    and_flips: bool         # the pool stands before the sign: flipped channels pool with AND
+    consumed: int           # layers in the run, the one that starts it included
+
+
+def sign_pool_after(following) -> PooledSignFold | None:
+    """After an accumulator-producing layer: ``MaxPool -> [BatchNorm ->] Sign`` or
+    ``[BatchNorm ->] Sign [-> MaxPool]`` (the pool on the signs: OR everywhere), consuming
+    that layer too; None if neither starts ``following``."""
+    if following[:1] and isinstance(following[0], Pooler):
+        folded = sign_after(following[1:])
+        if folded is None:
+            return None
+        return PooledSignFold(folded, following[0], True, folded.consumed + 1)
+    folded = sign_after(following)
+    if folded is None:
+        return None
+    after = following[folded.consumed - 1:folded.consumed]
+    if after and isinstance(after[0], Pooler):
+        return PooledSignFold(folded, after[0], False, folded.consumed + 1)
+    return PooledSignFold(folded, None, False, folded.consumed)
 
 
 def lower(layers, lower_one) -> list:

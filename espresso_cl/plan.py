@@ -64,6 +64,15 @@ class Planner:
         """Whether a GEMM on packed bits applies a folded [BatchNorm ->] Sign in its launch."""
         return registry.can_run("bgemm_threshold", self.runtime.profile)
 
+    def fuses_dense_affine(self) -> bool:
+        """Whether a GEMM on packed bits applies a per-column scale and shift in its launch."""
+        return registry.can_run("bgemm_affine", self.runtime.profile)
+
+    def fuses_conv_threshold(self, pad_value: str) -> bool:
+        """Whether a binary convolution with ``pad_value`` padding applies a folded [BatchNorm ->]
+        Sign, and a max-pool next to it, in its launch."""
+        return registry.can_run("bconv2d_threshold", self.runtime.profile, pad_value)
+
     def fuses_bitplane_threshold(self) -> bool:
         """Whether the uint8 first layer's bit-plane product applies it in its launch."""
         return registry.can_run("bitplane_conv2d_threshold", self.runtime.profile)
@@ -113,10 +122,14 @@ class Planner:
 
     def affine(self, channels: int, batch_norm=None, bias=None) -> Step:
         """``batch_norm(x + bias)`` per channel, either of them absent."""
+        t_scale, t_shift = self.affine_params(channels, batch_norm, bias)
+        return lambda x: ops.affine(x, t_scale, t_shift)
+
+    def affine_params(self, channels: int, batch_norm=None, bias=None) -> tuple:
+        """Device float32 ``(scale, shift)`` of ``batch_norm(x + bias)`` per channel."""
         bn = batch_norm.bn_params() if batch_norm is not None else None
         scale, shift = fold.affine(bn, channels, bias)
-        t_scale, t_shift = self.upload(scale, "float32"), self.upload(shift, "float32")
-        return lambda x: ops.affine(x, t_scale, t_shift)
+        return self.upload(scale, "float32"), self.upload(shift, "float32")
 
     def to_float(self, spec) -> Step | None:
         """A step turning a value of ``spec`` into float32 real values, or None if it already is."""
@@ -146,6 +159,10 @@ class Planner:
         """bgemm with the folded sign ``thresholds`` (:meth:`thresholds`) in its launch."""
         return lambda x: ops.bgemm_threshold(x, w, *thresholds)
 
+    def bgemm_affine(self, w: Tensor, params: tuple) -> Step:
+        """bgemm with the per-column ``(scale, shift)`` (:meth:`affine_params`) in its launch."""
+        return lambda x: ops.bgemm_affine(x, w, *params)
+
     def fgemm(self, w: Tensor) -> Step:
         return lambda x: ops.fgemm(x, w)
 
@@ -171,6 +188,13 @@ class Planner:
 
     def bconv(self, w: Tensor, layer) -> Step:
         return lambda x: ops.bconv2d(x, w, layer.stride, layer.padding, pad_value=layer.pad_value)
+
+    def bconv_threshold(self, w: Tensor, layer, thresholds: tuple, pool=None, and_flips: bool = False) -> Step:
+        """bconv with the folded sign ``thresholds`` (:meth:`thresholds`) in its launch, and the
+        max-pool layer ``pool`` of the bits (AND in flipped channels where ``and_flips``)."""
+        window = None if pool is None else (pool.kernel_size, pool.stride, pool.padding)
+        return lambda x: ops.bconv2d_threshold(x, w, *thresholds, layer.stride, layer.padding,
+                                               layer.pad_value, window, and_flips)
 
     def fconv(self, w: Tensor, layer, pad_value: str) -> Step:
         return lambda x: ops.fconv2d(x, w, layer.stride, layer.padding, pad_value=pad_value)

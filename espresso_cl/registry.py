@@ -95,15 +95,30 @@ VARIANTS = (
                   tuned=lambda p: p.bgemm.tiles),
     KernelVariant("bgemm_cpu_threshold", "bgemm_threshold", "bgemm_cpu.cl", ("bgemm_cpu_threshold",),
                   _cpu_blocks, blocks_grid, tuned=lambda p: p.bgemm.tiles, fuses_threshold=True),
+    KernelVariant("bgemm_tiled_threshold", "bgemm_threshold", "bgemm.cl", ("bgemm_threshold",),
+                  lambda p: p.bgemm.kernel == "tiled", tiles_grid, tuned=lambda p: p.bgemm.tiles,
+                  fuses_threshold=True),
+    KernelVariant("bgemm_tiled_affine", "bgemm_affine", "bgemm.cl", ("bgemm_affine",),
+                  lambda p: p.bgemm.kernel == "tiled", tiles_grid, tuned=lambda p: p.bgemm.tiles),
+    KernelVariant("bgemm_cpu_affine", "bgemm_affine", "bgemm_cpu.cl", ("bgemm_cpu_affine",), _cpu_blocks,
+                  blocks_grid, tuned=lambda p: p.bgemm.tiles),
     KernelVariant("fgemm", "fgemm", "fgemm.cl", ("fgemm",), _always, tiles_grid, tuned=lambda p: p.fgemm),
     KernelVariant("bconv2d_avx512", "bconv2d", "bconv2d_avx512.cl", ("bconv2d_avx512",),
                   _avx512("bconv"), blocks_grid, strategy="avx512", tuned=lambda p: p.bconv.avx512_tiles,
                   zero_padding_only=True, x86_machine_code=True),
+    KernelVariant("bconv2d_threshold_avx512", "bconv2d_threshold", "bconv2d_avx512.cl",
+                  ("bconv2d_avx512_threshold",), _avx512("bconv"), blocks_grid, strategy="avx512",
+                  tuned=lambda p: p.bconv.avx512_tiles, fuses_threshold=True, x86_machine_code=True),
     KernelVariant("bconv2d_im2col", "bconv2d", "bconv2d_im2col.cl",
                   ("bconv2d_im2col", "bconv2d_place", "bconv2d_fixup"),
                   lambda p: "im2col" in p.bconv.prefer, strategy="im2col"),
     KernelVariant("bconv2d_direct", "bconv2d", "bconv2d.cl", ("bconv2d", "bconv2d_pad"),
                   _always, tiles_grid, strategy="direct", tuned=lambda p: p.bconv.tiles),
+    # Only where the profile runs the direct kernel anyway: on CPUs that prefer window rows the
+    # fused direct kernel took 1.4x the time of im2col + bgemm + threshold + pool at batch 64.
+    KernelVariant("bconv2d_threshold_direct", "bconv2d_threshold", "bconv2d.cl", ("bconv2d_threshold",),
+                  lambda p: "direct" in p.bconv.prefer, tiles_grid, strategy="direct",
+                  tuned=lambda p: p.bconv.tiles, fuses_threshold=True),
     KernelVariant("fconv2d", "fconv2d", "fconv2d.cl", ("fconv2d", "fconv2d_pad"), _always, tiles_grid,
                   tuned=lambda p: p.fconv),
     KernelVariant("bitplane_avx512", "bitplane_conv2d", "bitplane_avx512.cl", ("bitplane_conv2d_avx512",),
@@ -132,7 +147,8 @@ BY_NAME = {variant.name: variant for variant in VARIANTS}
 def _order(op: str, profile: Profile) -> list:
     """The variants of ``op`` in the order the profile prefers them (by strategy), then the rest."""
     variants = [v for v in VARIANTS if v.op == op]
-    prefer = {"bconv2d": profile.bconv.prefer, "bitplane_conv2d": profile.bitplane.prefer}.get(op, ())
+    prefer = {"bconv2d": profile.bconv.prefer, "bconv2d_threshold": profile.bconv.prefer,
+              "bitplane_conv2d": profile.bitplane.prefer}.get(op, ())
     rank = {strategy: i for i, strategy in enumerate(prefer)}
     return sorted(variants, key=lambda v: rank.get(v.strategy, len(rank)))
 
@@ -147,9 +163,11 @@ def select(op: str, profile: Profile, pad_value: str = "zero") -> KernelVariant:
 
 
 @functools.lru_cache(maxsize=1024)
-def can_run(op: str, profile: Profile) -> bool:
-    """Whether some variant runs ``op`` under ``profile`` (fused ops exist on some profiles only)."""
-    return any(v.op == op and v.runs_with(profile) for v in VARIANTS)
+def can_run(op: str, profile: Profile, pad_value: str = "zero") -> bool:
+    """Whether some variant runs ``op`` under ``profile`` (fused ops exist on some profiles only;
+    for convolutions: with that padding)."""
+    return any(v.op == op and v.runs_with(profile) and not (v.zero_padding_only and pad_value != "zero")
+               for v in VARIANTS)
 
 
 def file_defines(filename: str, profile: Profile) -> dict:

@@ -40,8 +40,8 @@ class Tiles:
 @dataclass(frozen=True)
 class BinaryGemm:
     """``kernel``: "tiled" (bgemm.cl, one output per register slot, local-memory tiles on GPUs)
-    or "cpu_blocks" (bgemm_cpu.cl, a TM x TN block of xnor_cpu.h register tiles per work-item,
-    with a fused batch-norm + sign variant)."""
+    or "cpu_blocks" (bgemm_cpu.cl, a TM x TN block of xnor_cpu.h register tiles per work-item);
+    each with fused batch-norm + sign and affine variants."""
 
     kernel: str
     tiles: Tiles
@@ -60,6 +60,7 @@ class FloatGemm:
 class BinaryConv:
     """``prefer``: the variants to try, in order ("avx512": one fused kernel on bgemm's AVX-512
     tiles; "im2col": window rows + the GEMM; "direct": the tiled kernel, which always works).
+    The conv + threshold + pool kernels exist for "avx512" and "direct" (where listed).
     ``tiles`` are the direct kernel's, ``avx512_tiles`` the AVX-512 kernel's block."""
 
     prefer: tuple

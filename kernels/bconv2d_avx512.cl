@@ -101,6 +101,52 @@ XNOR_CPU_TARGET void xconv_tile_##R##x8(const __global ulong *x, const long *px,
 XCONV_TILE(3)
 XCONV_TILE(1)
 
+/* Row i of a tile: conv output pixel q (of N x OH x OW) with its window's first word px[i], top
+ * row iy0[i] and valid words [xa[i], xb[i]) of every run, as xconv_tile_*x8 take them; returns
+ * its valid taps. */
+static inline int xconv_pixel(const int q, const int i, const int H, const int W, const int KH,
+                              const int KW, const int OH, const int OW, const int stride,
+                              const int pad_top, const int pad_left, const int CW,
+                              long *px, int *iy0, int *xa, int *xb)
+{
+    const long ROW = (long)W * CW;
+    const int n = q / (OH * OW), r = q - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
+    const int y = oy * stride - pad_top, xl = ox * stride - pad_left;
+    iy0[i] = y;
+    px[i] = ((long)n * H + y) * ROW + (long)xl * CW;
+    /* Valid taps: rows [ya, ya + ry) and columns [xs, xs + rx) of the window; none where
+     * explicit padding puts the whole window beside the image. */
+    const int ya = y < 0 ? -y : 0, xs = xl < 0 ? -xl : 0;
+    const int ry = max(0, KH - ya - (y + KH > H ? y + KH - H : 0));
+    const int rx = max(0, KW - xs - (xl + KW > W ? xl + KW - W : 0));
+    xa[i] = xs * CW;
+    xb[i] = (xs + rx) * CW;
+    return ry * rx;
+}
+
+/* One padding: what a window's padded taps add when they hold +1 in every channel, for the
+ * filter at wf: the sum over those taps of 2 * popcount(w_tap) - C. The window's top row is y
+ * and its valid words of every run [xa, xb), as xconv_pixel gives them (border pixels only). */
+static inline int xconv_one_pad(const __global word_t *wf, const int y, const int xa, const int xb,
+                                const int H, const int KH, const int KW, const int C, const int CW)
+{
+    const int xs = xa / CW, xe = xb / CW;
+    int sum = 0;
+    for (int ky = 0; ky < KH; ++ky) {
+        const int row_inside = (uint)(y + ky) < (uint)H;
+        for (int kx = 0; kx < KW; ++kx) {
+            if (row_inside && kx >= xs && kx < xe)
+                continue;
+            const __global word_t *tap = wf + (ky * KW + kx) * CW;
+            int ones = 0;
+            for (int k = 0; k < CW; ++k)
+                ones += POPC(tap[k]);
+            sum += 2 * ones - C;
+        }
+    }
+    return sum;
+}
+
 /* x: N x H x W pixels of CW words, w: OC x KH x KW x CW words -> out: N x OH x OW x OC,
  * zero padding. Launch: global (ceil(OC / TN), ceil(NP / TM)), local (1, 1): one work-item
  * per work-group owns pixels bp .. bp + TM - 1 and channels boc .. boc + TN - 1. */
@@ -122,18 +168,8 @@ void bconv2d_avx512(const int N, const int H, const int W, const int C,
         const int rows = pend - p >= 3 ? 3 : 1;
         int interior = 1;
         for (int i = 0; i < rows; ++i) {
-            const int q = p + i, n = q / (OH * OW), r = q - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
-            const int y = oy * stride - pad_top, xl = ox * stride - pad_left;
-            iy0[i] = y;
-            px[i] = ((long)n * H + y) * ROW + (long)xl * CW;
-            /* Valid taps: rows [ya, ya + ry) and columns [xs, xs + rx) of the window; none
-             * where explicit padding puts the whole window beside the image. */
-            const int ya = y < 0 ? -y : 0, xs = xl < 0 ? -xl : 0;
-            const int ry = max(0, KH - ya - (y + KH > H ? y + KH - H : 0));
-            const int rx = max(0, KW - xs - (xl + KW > W ? xl + KW - W : 0));
-            xa[i] = xs * CW;
-            xb[i] = (xs + rx) * CW;
-            taps[i] = ry * rx;
+            taps[i] = xconv_pixel(p + i, i, H, W, KH, KW, OH, OW, stride, pad_top, pad_left, CW,
+                                  px, iy0, xa, xb);
             interior &= taps[i] == KH * KW;
         }
         for (int o = boc; o < ocend; o += 8) {
@@ -149,5 +185,140 @@ void bconv2d_avx512(const int N, const int H, const int W, const int C,
         p += rows;
     }
 }
+
+/* bconv2d_avx512, the folded batch-norm + sign of threshold_pack (kernels/pack.cl) and the
+ * max-pool of the bits (maxpool_bits, kernels/pool.cl) in one launch. Output bit c of conv
+ * pixel p is flip[c] ? acc <= thresh[c] : acc >= thresh[c]; the pool (PKH x PKW windows,
+ * PSTRIDE, PPAD_TOP, PPAD_LEFT on the OH x OW conv output -> POH x POW, taps outside skipped)
+ * ORs a window's bits, or ANDs them in the channels whose test is flipped when and_flips is
+ * set (the pool stood before the batch-norm: sign(bn(max)) is the min of the signs where
+ * gamma < 0). No pool: a 1 x 1 window, stride 1. out: N x POH x POW pixels of RW 32-bit words
+ * (RW even), written whole: pad bits and pad words 0. one_pad: padded taps hold +1 (the tiles
+ * count them as zero padding; xconv_one_pad adds their sums back at border pixels).
+ *
+ * One work-item owns TM pooled pixels and the words of channels [boc, boc + TN) (TN a multiple
+ * of 32, so every word has one writer; the block of channel OC - 1 also writes the pad words).
+ * It runs the conv pixels of its pooled pixels' windows, in order, through the 3 x 8 tiles
+ * (a window's pixels are computed in the work-item that pools them: overlapping windows, a
+ * stride below the window, compute a pixel more than once).
+ * Launch: global (ceil(OC / TN), ceil(N * POH * POW / TM)), local (1, 1). */
+#if TN % 32 == 0
+#define XCONV_WORDS (TN / 32)
+
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C,
+                              const int OC, const int KH, const int KW, const int OH, const int OW,
+                              const int stride, const int pad_top, const int pad_left, const int CW,
+                              const int one_pad, const int PKH, const int PKW, const int PSTRIDE, const int PPAD_TOP,
+                              const int PPAD_LEFT, const int POH, const int POW,
+                              const int and_flips, const int RW,
+                              __global const word_t *restrict x,
+                              __global const word_t *restrict w,
+                              __global const int *restrict thresh,
+                              __global const int *restrict flip,
+                              __global uint *restrict out)
+{
+    const int NQ = N * POH * POW, RUN = KW * CW;
+    const long ROW = (long)W * CW;
+    const int bq = get_group_id(1) * TM, boc = get_group_id(0) * TN;
+    const int qend = min(NQ, bq + TM), ocend = min(OC, boc + TN);
+    /* Per channel of the block its test; per word the flips and the channels below OC. */
+    int th[TN], fl[TN];
+    uint flips[XCONV_WORDS], valid[XCONV_WORDS];
+    for (int k = 0; k < XCONV_WORDS; ++k) flips[k] = valid[k] = 0u;
+    for (int j = 0; j < TN; ++j) {
+        const int c = boc + j;
+        th[j] = c < OC ? thresh[c] : 0;
+        fl[j] = c < OC && flip[c] != 0;
+        flips[j / 32] |= (uint)fl[j] << (j % 32);
+        valid[j / 32] |= (uint)(c < OC) << (j % 32);
+    }
+    /* Per pooled pixel of the block: the OR and the AND of its window's bits. */
+    uint any[TM][XCONV_WORDS], all[TM][XCONV_WORDS];
+    for (int t = 0; t < TM; ++t)
+        for (int k = 0; k < XCONV_WORDS; ++k) {
+            any[t][k] = 0u;
+            all[t][k] = ~0u;
+        }
+
+    /* The walk over the conv pixels: pooled pixel q's window, rows [y0, y1) x columns
+     * [x0, x1) of the conv output of image n, at (cy, cx). */
+    int q = bq, n = 0, y0 = 0, y1 = 0, x0 = 0, x1 = 0, cy = 0, cx = 0;
+#define XCONV_WINDOW() do {                                                                   \
+        const int pn_ = q / (POH * POW), pr_ = q - pn_ * (POH * POW), py_ = pr_ / POW;       \
+        const int top_ = py_ * PSTRIDE - PPAD_TOP, left_ = (pr_ - py_ * POW) * PSTRIDE - PPAD_LEFT; \
+        n = pn_;                                                                              \
+        y0 = top_ < 0 ? 0 : top_;                                                             \
+        y1 = top_ + PKH > OH ? OH : top_ + PKH;                                               \
+        x0 = left_ < 0 ? 0 : left_;                                                           \
+        x1 = left_ + PKW > OW ? OW : left_ + PKW;                                             \
+        cy = y0;                                                                              \
+        cx = x0;                                                                              \
+    } while (0)
+    if (q < qend) XCONV_WINDOW();
+    long px[3];
+    int iy0[3], xa[3], xb[3], taps[3], owner[3], acc[3 * 8];
+    while (q < qend) {
+        int rows = 0, interior = 1;
+        while (rows < 3 && q < qend) {
+            const int p = (n * OH + cy) * OW + cx;
+            taps[rows] = xconv_pixel(p, rows, H, W, KH, KW, OH, OW, stride, pad_top, pad_left, CW,
+                                     px, iy0, xa, xb);
+            interior &= taps[rows] == KH * KW;
+            owner[rows++] = q - bq;
+            if (++cx == x1) {
+                cx = x0;
+                if (++cy == y1 && ++q < qend)
+                    XCONV_WINDOW();
+            }
+        }
+        const int tile = rows == 3 ? 3 : 1;
+        for (int r0 = 0; r0 < rows; r0 += tile) {
+            uint bits[3][XCONV_WORDS];
+            for (int i = 0; i < tile; ++i)
+                for (int k = 0; k < XCONV_WORDS; ++k) bits[i][k] = 0u;
+            for (int o = boc; o < ocend; o += 8) {
+                const int cols = min(ocend - o, 8);
+                const __global word_t *wo = w + (size_t)o * KH * RUN;
+                if (tile == 3)
+                    xconv_tile_3x8(x, px, iy0, xa, xb, H, ROW, KH, RUN, wo, cols, interior, acc);
+                else
+                    xconv_tile_1x8(x, px + r0, iy0 + r0, xa + r0, xb + r0, H, ROW, KH, RUN, wo, cols,
+                                   interior, acc);
+                const int j0 = o - boc;
+                for (int i = 0; i < tile; ++i) {
+                    const int r = r0 + i, base = taps[r] * C;
+                    const int padded = one_pad && taps[r] < KH * KW;
+                    uint b = 0u;
+                    for (int j = 0; j < cols; ++j) {
+                        int c = base - 2 * acc[8 * i + j];
+                        if (padded)
+                            c += xconv_one_pad(wo + (size_t)j * KH * RUN, iy0[r], xa[r], xb[r], H, KH, KW, C, CW);
+                        b |= (uint)(fl[j0 + j] ? c <= th[j0 + j] : c >= th[j0 + j]) << j;
+                    }
+                    bits[i][j0 / 32] |= b << (j0 % 32);
+                }
+            }
+            for (int i = 0; i < tile; ++i)
+                for (int k = 0; k < XCONV_WORDS; ++k) {
+                    any[owner[r0 + i]][k] |= bits[i][k];
+                    all[owner[r0 + i]][k] &= bits[i][k];
+                }
+        }
+    }
+#undef XCONV_WINDOW
+    for (int t = 0; t < qend - bq; ++t) {
+        __global uint *o = out + (size_t)(bq + t) * RW;
+        for (int k = 0; k < XCONV_WORDS; ++k) {
+            const uint and_mask = and_flips ? flips[k] : 0u;
+            if (boc + 32 * k < OC)
+                o[boc / 32 + k] = ((any[t][k] & ~and_mask) | (all[t][k] & and_mask)) & valid[k];
+        }
+        if (ocend == OC)  /* the last block: the pad words after channel OC - 1 */
+            for (int k = (OC + 31) / 32; k < RW; ++k)
+                o[k] = 0u;
+    }
+}
+#endif /* TN % 32 == 0 */
 
 #endif /* XNOR_CPU_AVX512 */

@@ -36,6 +36,22 @@
             xnor_tile_row(a_, kw, b_, kw, cols, kw, out);                                   \
     } while (0)
 
+/* The block's products, c = K - 2 * count, each stored by STORE(row, column, c). */
+#define BGEMM_CPU_PRODUCTS(STORE) do {                                                      \
+        int out_[XNOR_TR * XNOR_TC];                                                        \
+        for (int m = bm; m < mend;) {                                                       \
+            const int rows = mend - m >= XNOR_TR ? XNOR_TR : 1;                             \
+            for (int n = bn; n < nend; n += XNOR_TC) {                                      \
+                const int cols = nend - n < XNOR_TC ? nend - n : XNOR_TC;                   \
+                BGEMM_CPU_TILE(m, rows, n, cols, out_);                                     \
+                for (int i = 0; i < rows; ++i)                                              \
+                    for (int j = 0; j < cols; ++j)                                          \
+                        STORE(m + i, n + j, K - 2 * out_[XNOR_TC * i + j]);                 \
+            }                                                                               \
+            m += rows;                                                                      \
+        }                                                                                   \
+    } while (0)
+
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void bgemm_cpu(const int M, const int N, const int KW, const int K,
            __global const word_t *restrict A,
@@ -43,18 +59,25 @@ void bgemm_cpu(const int M, const int N, const int KW, const int K,
            __global int *restrict C)
 {
     BGEMM_CPU_BLOCK();
-    int out[XNOR_TR * XNOR_TC];
-    for (int m = bm; m < mend;) {
-        const int rows = mend - m >= XNOR_TR ? XNOR_TR : 1;
-        for (int n = bn; n < nend; n += XNOR_TC) {
-            const int cols = nend - n < XNOR_TC ? nend - n : XNOR_TC;
-            BGEMM_CPU_TILE(m, rows, n, cols, out);
-            for (int i = 0; i < rows; ++i)
-                for (int j = 0; j < cols; ++j)
-                    C[(size_t)(m + i) * N + n + j] = K - 2 * out[XNOR_TC * i + j];
-        }
-        m += rows;
-    }
+#define STORE_INT(r, c, v) (C[(size_t)(r) * N + (c)] = (v))
+    BGEMM_CPU_PRODUCTS(STORE_INT);
+#undef STORE_INT
+}
+
+/* bgemm_cpu followed by affine (kernels/affine.cl), in one launch: C[m][n] = c * scale[n] +
+ * shift[n] in float32, c the product (a last layer's batch-norm or bias on its GEMM). */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void bgemm_cpu_affine(const int M, const int N, const int KW, const int K,
+                      __global const word_t *restrict A,
+                      __global const word_t *restrict B,
+                      __global const float *restrict scale,
+                      __global const float *restrict shift,
+                      __global float *restrict C)
+{
+    BGEMM_CPU_BLOCK();
+#define STORE_AFFINE(r, c, v) (C[(size_t)(r) * N + (c)] = (float)(v) * scale[c] + shift[c])
+    BGEMM_CPU_PRODUCTS(STORE_AFFINE);
+#undef STORE_AFFINE
 }
 
 /* bgemm_cpu followed by threshold_pack (kernels/pack.cl), in one launch: output bit n of row m is

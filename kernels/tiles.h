@@ -109,4 +109,43 @@
         barrier(CLK_LOCAL_MEM_FENCE);                                                         \
     }
 
+/* Packed outputs: a kernel whose work-group owns whole 32-bit words of its BN columns
+ * (BN % 32 == 0) meets its work-items' pass bits in local memory and packs them there. */
+
+/* The folded batch-norm + sign test (kernels/pack.cl's threshold_pack) of product v in column c. */
+static inline int tile_pass(const int v, const int c, __global const int *thresh, __global const int *flip)
+{
+    return flip[c] ? v <= thresh[c] : v >= thresh[c];
+}
+
+/* lpass[BM][BN]: PASS (in i, j; 0 or 1) of every work-item's block, by the group's block row
+ * and column. A declaration of local memory, so at kernel scope. */
+#define TILE_PASS_BITS(lpass, PASS)                                                           \
+    __local uchar lpass[BM][BN];                                                              \
+    BLOCK_EACH(TM, TN, lpass[ty + i * WG_M][tx + j * WG_N] = (uchar)(PASS));                  \
+    barrier(CLK_LOCAL_MEM_FENCE)
+
+/* 32 pass bytes as one packed word (common.h's order). */
+static inline uint tile_word(__local const uchar *bits)
+{
+    uint word = 0u;
+    for (int b = 0; b < 32; ++b)
+        word |= (uint)bits[b] << b;
+    return word;
+}
+
+/* The word of columns [c0, c0 + 32) below C: its flips, and the mask of columns that exist. */
+static inline uint tile_valid(const int c0, const int C)
+{
+    return C - c0 >= 32 ? ~0u : (1u << (C - c0)) - 1u;
+}
+
+static inline uint tile_flips(__global const int *flip, const int c0, const int C)
+{
+    uint word = 0u;
+    for (int b = 0; b < 32 && c0 + b < C; ++b)
+        word |= (uint)(flip[c0 + b] != 0) << b;
+    return word;
+}
+
 #endif

@@ -89,3 +89,88 @@ def test_bconv2d_zero_padding_borders(profiled_runtime, rng, case):
     x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
     out = ops.bconv2d(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w), stride, padding)
     np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))
+
+
+# bconv2d_threshold: the convolution, the folded batch-norm + sign and a max-pool of the bits
+# around it in one launch, where the profile has it (registry.can_run). The pools: none;
+# 2x2 stride 2 (the CNN's), before the sign (AND in flipped channels) and after it (OR);
+# 3x3 stride 2 'same' (overlapping windows, clipped at the edges); 1x2 stride 1 (uneven window).
+POOLS = [None, ((2, 2), 2, "valid"), ((3, 3), 2, "same"), ((1, 2), 1, "valid")]
+
+
+def _skip_unless_fused_conv(runtime, pad_value):
+    from espresso_cl import registry
+
+    if not registry.can_run("bconv2d_threshold", runtime.profile, pad_value):
+        pytest.skip(f"profile {runtime.profile.name}: no fused convolution with {pad_value} padding")
+
+
+def _conv_thresholds(rng, acc):
+    """Thresholds tied with accumulators for a third of the channels, some past either end
+    of the range (always / never pass), and random flips."""
+    oc = acc.shape[-1]
+    flat = acc.reshape(-1, oc)
+    k = int(np.abs(flat).max()) + 1
+    thresh = rng.integers(-k, k + 1, size=oc).astype(np.int32)
+    tied = rng.random(oc) < 1 / 3
+    thresh[tied] = flat[rng.integers(0, len(flat), size=oc), np.arange(oc)][tied]
+    ends = rng.random(oc) < 0.1
+    thresh[ends] = np.array([-k - 1, k + 1], np.int32)[rng.integers(0, 2, size=ends.sum())]
+    return thresh, (rng.random(oc) < 0.5).astype(np.int32)
+
+
+def _check_conv_threshold(runtime, rng, x, w, stride, padding, pad_value, pool, and_flips):
+    acc = reference.conv2d(x, w, stride, padding, 1 if pad_value == "one" else 0)
+    thresh, flip = _conv_thresholds(rng, acc)
+    expected = reference.threshold_sign(acc, thresh, flip)
+    if pool is not None:
+        (kh, kw), pstride, ppadding = pool
+        if acc.shape[1] < kh or acc.shape[2] < kw:
+            pytest.skip("the conv output is smaller than the pool window")
+        and_channels = flip.astype(bool) if and_flips else np.zeros(len(flip), bool)
+        expected = reference.maxpool_bits(expected, and_channels, (kh, kw), pstride, ppadding)
+    out = ops.bconv2d_threshold(to_bits(runtime, x), to_bits(runtime, w),
+                                Tensor.from_numpy(runtime, thresh, "int32"),
+                                Tensor.from_numpy(runtime, flip, "int32"),
+                                stride, padding, pad_value, pool, and_flips)
+    assert out.kind == "bits" and out.shape == expected.shape and out.segment == expected.shape[-1]
+    # The words themselves, pad bits and pad words included.
+    np.testing.assert_array_equal(out.numpy(), reference.pack_bits(expected))
+
+
+@pytest.mark.parametrize("pad_value", ["zero", "one"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=conv_ids(CONV_CASES))
+def test_bconv2d_threshold_matches_reference(profiled_runtime, rng, case, pad_value):
+    _skip_unless_fused_conv(profiled_runtime, pad_value)
+    x_shape, w_shape, stride, padding = conv_shapes(case)
+    x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
+    _check_conv_threshold(profiled_runtime, rng, x, w, stride, padding, pad_value, None, False)
+
+
+@pytest.mark.parametrize("and_flips", [True, False], ids=["pool-then-sign", "sign-then-pool"])
+@pytest.mark.parametrize("pool", POOLS[1:], ids=["2x2s2", "3x3s2same", "1x2s1"])
+@pytest.mark.parametrize("case", [
+    (1, 8, 8, 64, 32, 3, 3, 1, "same"),     # the CNN's shape: one word of channels, batch 1
+    (3, 7, 9, 33, 70, 3, 3, 1, "same"),     # odd sizes (a pool row and column left over), 3 words
+    (2, 9, 6, 130, 40, 3, 3, 2, "same"),    # stride 2, channels past two words
+    (1, 6, 7, 5, 97, 2, 3, 1, ((1, 0), (2, 1))),  # lopsided padding, odd OC: an odd word count
+])
+@pytest.mark.parametrize("pad_value", ["zero", "one"])
+def test_bconv2d_threshold_pools_the_bits(profiled_runtime, rng, case, pool, and_flips, pad_value):
+    _skip_unless_fused_conv(profiled_runtime, pad_value)
+    x_shape, w_shape, stride, padding = conv_shapes(case)
+    x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
+    _check_conv_threshold(profiled_runtime, rng, x, w, stride, padding, pad_value, pool, and_flips)
+
+
+def test_bconv2d_threshold_rejects_bad_arguments(runtime, rng):
+    _skip_unless_fused_conv(runtime, "zero")
+    x = to_bits(runtime, choice_pm1(rng, (1, 4, 4, 5)))
+    w = to_bits(runtime, choice_pm1(rng, (3, 3, 3, 5)))
+    zeros = Tensor.from_numpy(runtime, np.zeros(3, np.int32), "int32")
+    with pytest.raises(ValueError, match=r"thresh and flip of shape \(3,\)"):
+        ops.bconv2d_threshold(x, w, zeros, Tensor.from_numpy(runtime, np.zeros(4, np.int32), "int32"), 1, "same")
+    with pytest.raises(ValueError, match="no pixel of the image"):
+        ops.bconv2d_threshold(x, w, zeros, zeros, 1, "same", pool=((2, 2), 2, ((2, 0), (0, 0))))
+    with pytest.raises(TypeError, match="packed bits"):
+        ops.bconv2d_threshold(to_floats(runtime, np.zeros((1, 4, 4, 5))), w, zeros, zeros, 1, "same")

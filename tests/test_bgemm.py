@@ -123,7 +123,8 @@ def test_bgemm_rejects_mismatched_operands(runtime, rng):
         ops.bgemm(Tensor.from_numpy(runtime, a.astype(np.float32), "float32"), to_bits(runtime, b))
 
 
-# bgemm_threshold (CPU profiles): bgemm and the folded batch-norm + sign in one launch, packed.
+# bgemm_threshold (every profile: CPU blocks of whole words per work-item, or the tiled kernel
+# with whole words per work-group): bgemm and the folded batch-norm + sign in one launch, packed.
 # N around 32 / 64 bits (every pad case: the row's last word partly used, and the extra pad word
 # when ceil(N / 32) is odd), several 32-column blocks and 4097; M 1 (GEMV), 3 (one register tile
 # on the plain and AVX2 paths), 17 (two row blocks of 12, tiles and single rows); K with tails.
@@ -139,11 +140,6 @@ THRESHOLD_SHAPES = [
     (7, 160, 31),
     (1, 4097, 130),
 ]
-
-
-def _skip_unless_fused(runtime):
-    if not registry.can_run("bgemm_threshold", runtime.profile):
-        pytest.skip(f"profile {runtime.profile.name}: its GEMM runs no CPU blocks, so no fused threshold")
 
 
 def _threshold_case(rng, acc, k):
@@ -172,7 +168,6 @@ def _check_threshold(runtime, a, b, thresh, flip, segment=None):
 
 @pytest.mark.parametrize("m, n, k", THRESHOLD_SHAPES, ids=gemm_ids(THRESHOLD_SHAPES))
 def test_bgemm_threshold(profiled_runtime, rng, m, n, k):
-    _skip_unless_fused(profiled_runtime)
     a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
     thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), k)
     _check_threshold(profiled_runtime, a, b, thresh, flip)
@@ -182,7 +177,6 @@ def test_bgemm_threshold(profiled_runtime, rng, m, n, k):
 def test_bgemm_threshold_ties_one_way(profiled_runtime, rng, flip):
     # Every channel flipped (or none), thresholds on the accumulators of row 0: row 0 passes
     # everywhere, the other rows by their side of it.
-    _skip_unless_fused(profiled_runtime)
     m, n, k = 5, 70, 77
     a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
     thresh = reference.xnor_gemm(a, b)[0].astype(np.int32)
@@ -191,7 +185,6 @@ def test_bgemm_threshold_ties_one_way(profiled_runtime, rng, flip):
 
 @pytest.mark.parametrize("words", [1, 3, 4, 5, 8, 9, 17])
 def test_bgemm_threshold_k_tails(profiled_runtime, rng, words):
-    _skip_unless_fused(profiled_runtime)
     m, n, k = 4 + words % 2, 45, 64 * words - 5
     a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
     thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), k)
@@ -200,21 +193,39 @@ def test_bgemm_threshold_k_tails(profiled_runtime, rng, words):
 
 def test_bgemm_threshold_segmented_rows(profiled_runtime, rng):
     # A flattened packed image as the left operand: its K runs over padded segments.
-    _skip_unless_fused(profiled_runtime)
     m, n, segment = 3, 50, 33
     a, b = sign_pm1(rng, (m, 4 * segment)), sign_pm1(rng, (n, 4 * segment))
     thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), 4 * segment)
     _check_threshold(profiled_runtime, a, b, thresh, flip, segment)
 
 
-def test_bgemm_threshold_needs_a_cpu_profile(runtime, rng):
-    from espresso_cl.runtime import Runtime
-    from espresso_cl.tuning import PROFILES
+def test_bgemm_threshold_rejects_wrong_thresholds(runtime, rng):
+    a, b = to_bits(runtime, sign_pm1(rng, (1, 10))), to_bits(runtime, sign_pm1(rng, (3, 10)))
+    zeros = Tensor.from_numpy(runtime, np.zeros(3, np.int32), "int32")
+    with pytest.raises(ValueError, match=r"thresh and flip of shape \(3,\)"):
+        ops.bgemm_threshold(a, b, zeros, Tensor.from_numpy(runtime, np.zeros(2, np.int32), "int32"))
 
-    generic = Runtime(runtime.device, profile=PROFILES["generic"])
-    assert not registry.can_run("bgemm_threshold", generic.profile)
-    assert registry.can_run("bgemm_threshold", PROFILES["cpu"])
-    a, b = sign_pm1(rng, (1, 10)), sign_pm1(rng, (3, 10))
-    zeros = Tensor.from_numpy(generic, np.zeros(3, np.int32), "int32")
-    with pytest.raises(ValueError, match="CPU blocks"):
-        ops.bgemm_threshold(to_bits(generic, a), to_bits(generic, b), zeros, zeros)
+
+# bgemm_affine (every profile): bgemm and a per-column scale and shift, float32 out, in one
+# launch: a last layer's batch-norm on its GEMM.
+@pytest.mark.parametrize("m, n, k", BGEMM_SHAPES + BGEMM_BLOCK_SHAPES, ids=gemm_ids(BGEMM_SHAPES + BGEMM_BLOCK_SHAPES))
+def test_bgemm_affine(profiled_runtime, rng, m, n, k):
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
+    scale = rng.standard_normal(n).astype(np.float32)
+    shift = rng.standard_normal(n).astype(np.float32)
+    out = ops.bgemm_affine(to_bits(profiled_runtime, a), to_bits(profiled_runtime, b),
+                           Tensor.from_numpy(profiled_runtime, scale, "float32"),
+                           Tensor.from_numpy(profiled_runtime, shift, "float32"))
+    assert out.kind == "float32" and out.shape == (m, n)
+    expected = reference.affine(reference.xnor_gemm(a, b), scale, shift)
+    # float32 rounding of one product and one sum: a few ulps of the largest term.
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-6, atol=1e-6 * (1 + np.abs(expected).max()))
+
+
+def test_bgemm_affine_rejects_wrong_parameters(runtime, rng):
+    a, b = to_bits(runtime, sign_pm1(rng, (2, 40))), to_bits(runtime, sign_pm1(rng, (3, 40)))
+    ok = Tensor.from_numpy(runtime, np.ones(3, np.float32), "float32")
+    with pytest.raises(ValueError, match=r"scale and shift of shape \(3,\)"):
+        ops.bgemm_affine(a, b, ok, Tensor.from_numpy(runtime, np.ones(4, np.float32), "float32"))
+    with pytest.raises(ValueError, match="float32 scale"):
+        ops.bgemm_affine(a, b, ok, Tensor.from_numpy(runtime, np.ones(3, np.int32), "int32"))

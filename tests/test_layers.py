@@ -59,6 +59,21 @@ def test_patterns():
     assert fusion.batch_norm_sign(layers[6], layers[7:]) is None
 
 
+def test_patterns_around_a_convolution_and_a_last_batch_norm():
+    bd, bn, sign, pool, flat = ec.BinaryDense(4), ec.BatchNorm(), ec.Sign(), ec.MaxPool2D(2), ec.Flatten()
+    # Pool before the sign: flipped channels pool with AND; after it: OR everywhere.
+    assert fusion.sign_pool_after([pool, bn, sign, flat]) == fusion.PooledSignFold(fusion.SignFold(bn, 3), pool, True, 4)
+    assert fusion.sign_pool_after([pool, sign]) == fusion.PooledSignFold(fusion.SignFold(None, 2), pool, True, 3)
+    assert fusion.sign_pool_after([bn, sign, pool]) == fusion.PooledSignFold(fusion.SignFold(bn, 3), pool, False, 4)
+    assert fusion.sign_pool_after([sign, flat]) == fusion.PooledSignFold(fusion.SignFold(None, 2), None, False, 2)
+    assert fusion.sign_pool_after([pool, bn, flat]) is None and fusion.sign_pool_after([bn, bd]) is None
+    assert fusion.sign_pool_after([]) is None
+    # A batch-norm with no sign after it is an affine map the GEMM may apply.
+    assert fusion.batch_norm_alone([bn]) is bn and fusion.batch_norm_alone([bn, bd]) is bn
+    assert fusion.batch_norm_alone([bn, sign]) is None and fusion.batch_norm_alone([sign]) is None
+    assert fusion.batch_norm_alone([]) is None
+
+
 def test_lower_consumes_runs():
     model = cnn()
     runs = fusion.lower(model.layers, lambda layer, following: layer.float_ops(following))

@@ -151,10 +151,11 @@ def test_cnn_hidden_bits_exact(runtime, rng):
         check_against_reference(model, x, mode)
 
 
-def test_fused_dense_threshold_on_cpu_profiles(profiled_runtime, rng, monkeypatch):
-    """BinaryDense -> [BatchNorm ->] Sign is one bgemm_threshold launch where the profile has it
-    (CPU profiles), bgemm + threshold_pack elsewhere; the uint8 first layer's is one
-    bitplane_threshold_avx512 launch on the AVX-512 profile; all match the reference."""
+def test_fused_dense_layers_on_every_profile(profiled_runtime, rng, monkeypatch):
+    """BinaryDense -> [BatchNorm ->] Sign is one bgemm_threshold launch on every profile; the
+    uint8 first layer's is one bitplane_threshold_avx512 launch on the AVX-512 profile (elsewhere
+    a threshold_pack after it); the last layer's batch-norm is in its GEMM's launch
+    (bgemm_affine); all match the reference."""
     from collections import defaultdict
 
     from espresso_cl import registry
@@ -182,20 +183,17 @@ def test_fused_dense_threshold_on_cpu_profiles(profiled_runtime, rng, monkeypatc
     names = [layer.name for layer in model.layers]
     fused_labels = [" + ".join(names[3:6]), " + ".join(names[6:8])]
     planner = Planner(profiled_runtime, "binary")
-    if planner.fuses_dense_threshold():
-        assert all(label in labels for label in fused_labels), labels
-        assert counts.get(kernel("bgemm_threshold")) == 2 and counts.get(kernel("bgemm")) == 1, counts
-        if planner.fuses_bitplane_threshold():
-            # The first (bit-plane) layer's threshold is in its launch too: no threshold_pack.
-            assert " + ".join(names[0:3]) in labels, labels
-            assert counts.get(kernel("bitplane_conv2d_threshold")) == 1, counts
-            assert "threshold_pack" not in counts and kernel("bitplane_conv2d") not in counts, counts
-        else:
-            assert counts.get("threshold_pack") == 1, counts  # after the first (bit-plane) layer
+    assert planner.fuses_dense_threshold()
+    assert all(label in labels for label in fused_labels), labels
+    assert counts.get(kernel("bgemm_threshold")) == 2 and kernel("bgemm") not in counts, counts
+    if planner.fuses_bitplane_threshold():
+        # The first (bit-plane) layer's threshold is in its launch too: no threshold_pack.
+        assert " + ".join(names[0:3]) in labels, labels
+        assert counts.get(kernel("bitplane_conv2d_threshold")) == 1, counts
+        assert "threshold_pack" not in counts and kernel("bitplane_conv2d") not in counts, counts
     else:
-        assert not any(label in labels for label in fused_labels), labels
-        fusing = {v.kernel for v in registry.VARIANTS if v.fuses_threshold}
-        assert not fusing & set(counts) and counts.get("threshold_pack") == 3, counts
+        assert counts.get("threshold_pack") == 1, counts  # after the first (bit-plane) layer
+    assert counts.get(kernel("bgemm_affine")) == 1 and "affine" not in counts, counts
     check_against_reference(model, x, "float")
 
 
@@ -479,3 +477,29 @@ def test_the_issue_reproducer_45000_images_in_one_batch(runtime):
     out = model.predict_classes(x, batch_size=45000)
     np.testing.assert_array_equal(out[:14], np.tile(model.predict_classes(x[:7]), 2))
     assert len(out) == 45000
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fused_networks_take_one_step_per_binary_layer(profiled_runtime, rng, batch):
+    """BinaryNet's CIFAR-10 CNN (narrowed) and MLP: where the profile fuses convolutions, every
+    binary layer's epilogue (threshold, pool, the last batch-norm) is in its launch, so at most
+    one step per binary layer plus one (Flatten, a free view), and one more where the uint8
+    first layer's threshold is a step of its own (no fused bit-plane kernel); the MLP so on
+    every profile; the same answers as the reference and as float mode everywhere."""
+    from benchmarks.networks import binarynet_cnn, on_runtime
+    from espresso_cl.demo import binarynet_mlp
+    from espresso_cl.plan import Planner
+
+    planner = Planner(profiled_runtime, "binary")
+    for net, shape in ((binarynet_cnn((16, 40, 33), dense=70), (32, 32, 3)), (binarynet_mlp(70), (784,))):
+        model = on_runtime(net, profiled_runtime).initialize(seed=int(rng.integers(1 << 30)))
+        set_some_gammas_zero(model, rng)
+        steps = model._compiled("binary").plan.steps
+        binary_layers = sum(1 for layer in model.layers if isinstance(layer, (ec.BinaryConv2D, ec.BinaryDense)))
+        first_apart = 0 if planner.fuses_bitplane_threshold() else 1
+        if len(shape) == 1 or planner.fuses_conv_threshold("zero"):
+            assert len(steps) <= binary_layers + 1 + first_apart, [label for label, _ in steps]
+        x = pixels(rng, batch, shape)
+        out_b, _ = check_against_reference(model, x, "binary")
+        out_f, _ = check_against_reference(model, x, "float")
+        np.testing.assert_allclose(out_b, out_f, rtol=1e-6, atol=1e-6)

@@ -53,12 +53,18 @@ def test_fused_threshold_variants_exist_exactly_where_their_kernels_run(profile)
     p = PROFILES[profile]
     cpu_blocks = p.bgemm.kernel == "cpu_blocks"
     assert registry.select("bgemm", p).name == ("bgemm_cpu" if cpu_blocks else "bgemm_tiled")
-    assert registry.can_run("bgemm_threshold", p) == cpu_blocks
+    assert registry.select("bgemm_threshold", p).name == (
+        "bgemm_cpu_threshold" if cpu_blocks else "bgemm_tiled_threshold")
+    assert registry.select("bgemm_affine", p).name == ("bgemm_cpu_affine" if cpu_blocks else "bgemm_tiled_affine")
+    direct = "direct" in p.bconv.prefer  # the fused direct conv where the direct conv runs
+    assert registry.can_run("bconv2d_threshold", p, "zero") == (direct or p.x86_machine_code)
+    assert registry.can_run("bconv2d_threshold", p, "one") == (direct or p.x86_machine_code)
+    if direct or p.x86_machine_code:
+        for pad in ("zero", "one"):
+            assert registry.select("bconv2d_threshold", p, pad).name == (
+                "bconv2d_threshold_avx512" if p.x86_machine_code else "bconv2d_threshold_direct")
     assert registry.can_run("bitplane_conv2d_threshold", p) == p.x86_machine_code
     assert (registry.select("bitplane_conv2d", p).name == "bitplane_avx512") == p.x86_machine_code
-    if not cpu_blocks:
-        with pytest.raises(ValueError, match="no kernel variant"):
-            registry.select("bgemm_threshold", p)
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))

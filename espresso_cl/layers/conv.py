@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import checks
 from .. import float_program as fp
-from ..fusion import sign_after
+from ..fusion import sign_after, sign_pool_after
 from ..geometry import ConvGeometry, padding_config, padding_of
 from ..reference import conv2d
 from .base import Layer, Spec, as_float
@@ -85,6 +85,11 @@ class BinaryConv2D(_Conv, BinaryWeights):
             return planner.fconv(planner.pm1_weights(self), self, self.pad_value), 1
         w = planner.packed_weights(self)
         if self.input_spec.kind == "pm1":
+            fused = sign_pool_after(following)
+            if fused and planner.fuses_conv_threshold(self.pad_value):
+                # The convolution, [BatchNorm +] Sign and the pool around them in one launch.
+                thresholds = planner.thresholds(self.output_spec, fused.sign)
+                return planner.bconv_threshold(w, self, thresholds, fused.pool, fused.and_flips), fused.consumed
             return planner.bconv(w, self), 1
         folded = sign_after(following)
         if folded and planner.fuses_bitplane_threshold():

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import checks
 from .. import float_program as fp
-from ..fusion import sign_after
+from ..fusion import batch_norm_alone, sign_after
 from .base import Layer, Spec, as_float
 from .binary import BinaryWeights, acc_range, check_binary_input
 
@@ -61,6 +61,10 @@ class BinaryDense(BinaryWeights):
             # The GEMM and [BatchNorm +] Sign in one launch.
             thresholds = planner.thresholds(self.output_spec, folded)
             return planner.bgemm_threshold(w, thresholds), folded.consumed
+        norm = batch_norm_alone(following)
+        if norm is not None and planner.fuses_dense_affine():
+            # A last layer: the GEMM and its batch-norm, float32 out, in one launch.
+            return planner.bgemm_affine(w, planner.affine_params(self.units, norm)), 2
         return planner.bgemm(w), 1
 
     def reference_forward(self, value):

@@ -8,14 +8,14 @@ import numpy as np
 
 from .. import checks
 from .. import float_program as fp
-from ..fusion import pool_batch_norm_sign
+from ..fusion import Pooler, pool_batch_norm_sign
 from ..geometry import ConvGeometry, padding_config, padding_of
 from ..reference import maxpool
 from .base import Layer
 from .window import window_geometry
 
 
-class MaxPool2D(Layer):
+class MaxPool2D(Layer, Pooler):
     """Max-pooling over (ph, pw) windows, NHWC; the kind is kept (pm1 pools on packed bits).
     ``padding`` as for convolutions (:func:`espresso_cl.geometry.padding_of`); padded taps
     take no part in a max, as PyTorch's -inf padding."""

@@ -19,7 +19,7 @@ from ..geometry import ConvGeometry
 from ..intmath import ceil_div, round_up, size_bucket
 from ..tensor import Tensor
 from ..tuning import Tiles
-from .gemm import bgemm
+from .gemm import bgemm, whole_words
 from .launch import launch
 from .pack import check_thresholds
 
@@ -187,6 +187,73 @@ def _bconv2d_im2col(variant, x: Tensor, w: Tensor, g: ConvGeometry, one_pad: boo
         launch(runtime, variant.file, fixup, defines, (n * border,), None,
                n, h, wd, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
                oy_lo, oy_hi, ox_lo, ox_hi, border, sums, out)
+    return out
+
+
+def _pool_geometry(op: str, g: ConvGeometry, pool) -> ConvGeometry:
+    """Where ``pool`` ((kh, kw), stride, padding; None: no pool) lands on the conv output of ``g``."""
+    if pool is None:
+        return ConvGeometry.of(g.oh, g.ow, 1, 1, 1, "valid")
+    (pkh, pkw), pstride, ppadding = pool
+    p = ConvGeometry.of(g.oh, g.ow, pkh, pkw, operator.index(pstride), ppadding)
+    if not p.every_window_meets_the_image():
+        raise ValueError(f"{op}: pool padding {ppadding} leaves a window with no pixel of the image")
+    return p
+
+
+def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride: int, padding: str,
+                      pad_value: str = "zero", pool=None, and_flips: bool = False) -> Tensor:
+    """:func:`bconv2d`, the folded batch-norm + sign of ``ops.threshold``, packed, and where
+    ``pool`` is given the max-pool of the bits (``ops.maxpool_bits``), in one launch (only where
+    ``registry.can_run("bconv2d_threshold", profile, pad_value)``).
+
+    bits x (N, H, W, C), bits w (OC, KH, KW, C), int32 thresh and flip (OC,) -> bits
+    (N, OH, OW, OC): bit c of a conv pixel is ``acc <= thresh[c]`` where ``flip[c]`` else
+    ``acc >= thresh[c]``, acc the pixel's :func:`bconv2d` output. ``pool``: ``((kh, kw), stride,
+    padding)`` on the conv output, each window's bits ORed, or, with ``and_flips``, ANDed in
+    the flipped channels (a pool before the batch-norm); the output is then the pooled image.
+    """
+    if x.kind != "bits" or w.kind != "bits":
+        raise TypeError(f"bconv2d_threshold takes packed bits x and w, got {x.kind} and {w.kind}")
+    g = _geometry("bconv2d_threshold", x, w, stride, padding)
+    one_pad = _one_pad("bconv2d_threshold", pad_value)
+    runtime = x.runtime
+    profile = runtime.profile
+    if not registry.can_run("bconv2d_threshold", profile, pad_value):
+        raise ValueError(f"bconv2d_threshold: profile {profile.name!r} has no fused convolution "
+                         f"with {pad_value} padding")
+    variant = registry.select("bconv2d_threshold", profile, pad_value)
+    n, h, wd, c = x.shape
+    oc = w.shape[0]
+    check_thresholds("bconv2d_threshold", thresh, flip, oc)
+    p = _pool_geometry("bconv2d_threshold", g, pool)
+    out = Tensor(runtime, (n, p.oh, p.ow, oc), "bits")
+    window = p.kh * p.kw
+    pooled = n * p.oh * p.ow
+    pool_args = (p.kh, p.kw, p.stride, p.pad_top, p.pad_left, p.oh, p.ow, bool(and_flips), out.storage_shape[-1])
+    cw = x.storage_shape[-1] // profile.words32
+    if variant.strategy == "avx512":
+        # Whole 32-bit words of channels per work-item, about TM conv pixels: TM / window pooled ones.
+        block = variant.tuning(profile)
+        block = replace(block, tm=max(1, block.tm // window), tn=round_up(block.tn, 32))
+        launch(runtime, variant.file, variant.kernel, variant.defines(profile, block),
+               *variant.grid(block, pooled, oc),
+               n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, cw, one_pad,
+               *pool_args, x, w, thresh, flip, out)
+        return out
+    # The direct kernel: whole words of channels per work-group, and rows for a window at least.
+    tiles = whole_words(variant.tuning(profile))
+    if tiles.wg_m * tiles.tm < window:
+        tiles = replace(tiles, tm=ceil_div(window, tiles.wg_m))
+    rows = tiles.wg_m * tiles.tm
+    per_group = rows // window
+    defines = variant.defines(profile, tiles)
+    # The frame comes from bconv2d.cl's bconv2d_pad, which the unfused direct variant names.
+    framed, xh, xw = _frame(x, g, registry.BY_NAME["bconv2d_direct"], defines, one_pad, c, x.storage_shape[-1])
+    launch(runtime, variant.file, variant.kernel, defines,
+           *variant.grid(tiles, ceil_div(pooled, per_group) * rows, oc),
+           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, xh, xw, cw,
+           one_pad, *pool_args, framed, w, thresh, flip, out)
     return out
 
 

@@ -33,6 +33,15 @@ def _cpu_block(runtime, m: int, n: int, fused: bool) -> Tiles:
     return tiles if tn == tiles.tn else replace(tiles, tn=tn)
 
 
+def whole_words(tiles: Tiles) -> Tiles:
+    """``tiles`` with TN widened until a work-group's WG_N x TN columns are whole 32-bit words:
+    the fused tiled kernels pack their outputs by work-group."""
+    tn = tiles.tn
+    while tiles.wg_n * tn % 32:
+        tn += 1
+    return tiles if tn == tiles.tn else replace(tiles, tn=tn)
+
+
 def _check_operands(a: Tensor, b: Tensor, what: str) -> None:
     if a.kind != "bits" or b.kind != "bits":
         raise TypeError(f"{what} takes packed bits, got {a.kind} and {b.kind}")
@@ -64,21 +73,40 @@ def bgemm_threshold(a: Tensor, b: Tensor, thresh: Tensor, flip: Tensor) -> Tenso
 
     bits a (M, K), bits b (N, K), int32 thresh and flip (N,) -> bits (M, N): bit n of row m is
     ``c <= thresh[n]`` where ``flip[n]`` else ``c >= thresh[n]``, c = (a @ b.T)[m, n] over +-1.
-    Only where ``registry.can_run("bgemm_threshold", profile)`` (the CPU-block profiles).
+    CPU-block profiles run blocks of whole words per work-item (bgemm_cpu.cl), the others the
+    tiled kernel with whole words per work-group (bgemm.cl).
     """
     _check_operands(a, b, "bgemm_threshold")
     runtime = a.runtime
     profile = runtime.profile
-    if not registry.can_run("bgemm_threshold", profile):
-        raise ValueError(f"bgemm_threshold needs a profile whose GEMM runs CPU blocks; "
-                         f"{profile.name!r} has none")
     variant = registry.select("bgemm_threshold", profile)
     (m, k), n = a.shape, b.shape[0]
     check_thresholds("bgemm_threshold", thresh, flip, n)
-    tiles = _cpu_block(runtime, m, n, fused=True)
+    tiles = _cpu_block(runtime, m, n, fused=True) if variant.grid is registry.blocks_grid \
+        else whole_words(variant.tuning(profile))
     out = Tensor(runtime, (m, n), "bits")
     launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles), *variant.grid(tiles, m, n),
            m, n, a.storage_shape[1] // profile.words32, k, out.storage_shape[1], a, b, thresh, flip, out)
+    return out
+
+
+def bgemm_affine(a: Tensor, b: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """bgemm, then ``ops.affine``, in one launch: bits a (M, K), bits b (N, K), float32 scale
+    and shift (N,) -> float32 (M, N) = (a @ b.T over +-1) * scale + shift (a last layer's
+    batch-norm or bias folded into its GEMM)."""
+    _check_operands(a, b, "bgemm_affine")
+    runtime = a.runtime
+    profile = runtime.profile
+    (m, k), n = a.shape, b.shape[0]
+    if scale.kind != "float32" or shift.kind != "float32" or scale.shape != (n,) or shift.shape != (n,):
+        raise ValueError(f"bgemm_affine needs float32 scale and shift of shape ({n},), got "
+                         f"{scale.kind} {scale.shape} and {shift.kind} {shift.shape}")
+    variant = registry.select("bgemm_affine", profile)
+    tiles = _cpu_block(runtime, m, n, fused=False) if variant.grid is registry.blocks_grid \
+        else variant.tuning(profile)
+    out = Tensor(runtime, (m, n), "float32")
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles), *variant.grid(tiles, m, n),
+           m, n, a.storage_shape[1] // profile.words32, k, a, b, scale, shift, out)
     return out
 
 
