@@ -18,8 +18,9 @@ def _cpu_block(runtime, m: int, n: int, fused: bool) -> Tiles:
     A GEMV (batch 1) or another short, narrow product would leave cores idle, so TN halves
     (down to 8 columns) until there are at least 4 blocks per compute unit. A block holds any
     number of rows, so M never wastes work there. M counts by its bucket
-    (:func:`~espresso_cl.intmath.size_bucket`), so that few programs cover every batch size. ``fused`` (whose work-items own whole 32-bit
-    words of packed output): TN is rounded up to a multiple of 32 and halves down to 32 only.
+    (:func:`~espresso_cl.intmath.size_bucket`), so that few programs cover every batch size.
+    ``fused`` (whose work-items own whole 32-bit words of packed output): TN is rounded up to
+    a multiple of 32 and halves down to 32 only.
     """
     tiles = runtime.profile.bgemm.tiles
     tm, tn = tiles.tm, tiles.tn
