@@ -66,6 +66,29 @@ def binary_weights(values: np.ndarray) -> bool:
     return values.size > 0 and bool(np.all(np.abs(values) == 1))
 
 
+def split_binary_weights(weight: np.ndarray, where: str, name: str):
+    """(B, s) with weight = s * B for each output row (B +-1, s >= 0; s None when all 1), or
+    None for float weights. Refuses rows of +-s with a few exact zeros: a sign (torch.sign) of a
+    weight of exactly 0, perhaps with a batch-norm folded in."""
+    if not np.all(np.isfinite(weight)):
+        raise UnsupportedModelError(f"{where}: weight {name!r} holds NaN or infinity")
+    signs = np.where(weight < 0, -1.0, 1.0)
+    if binary_weights(weight):
+        return signs, None
+    magnitude = np.abs(weight.reshape(len(weight), -1))
+    scale = magnitude.max(axis=1)
+    if np.all(magnitude == scale[:, None]):
+        return signs, scale.astype(np.float64)
+    zeros = int(np.count_nonzero(weight == 0))
+    # A few zeros among +-s: a binarization's sign(0). Mostly zeros: sparse float weights (a
+    # one-hot kernel, say), which a float layer holds exactly.
+    if zeros < weight.size - zeros and np.all((magnitude == scale[:, None]) | (magnitude == 0)):
+        raise UnsupportedModelError(f"{where}: weight {name!r} is +-1 (times one scale per output) but "
+                                    f"{zeros} of its entries are exactly 0 (torch.sign(0) = 0); a binary layer "
+                                    f"holds +-1 only")
+    return None
+
+
 @dataclass
 class Recipe:
     """A network as an importer found it, ready to build: espresso_cl ``layers`` (unbuilt),
