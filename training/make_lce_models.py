@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "tests" / "data" / "lce"
-SAMPLES = 24        # fixed inputs per model (test images)
+SAMPLES = 64        # fixed inputs per model (test images)
 TRAIN = 6000        # training images per model: enough for real batch-norm statistics
 SEED = 15
 
