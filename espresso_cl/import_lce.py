@@ -226,7 +226,7 @@ class _Walk:
         self.signs = False       # its values are +-1 (espresso_cl's pm1)
         self.flat_image = False  # a (1, 1, C) image espresso_cl holds as C flat features
         self.pending_pad = None  # (op, ((top, bottom), (left, right))) of a PAD awaiting its CONV_2D
-        self.last_mul = None     # the BatchNorm a MUL made, which a following ADD may complete
+        self.affine = None       # the last layer, when it is a BatchNorm computing x * gamma + beta
 
     def run(self) -> None:
         graph = self.graph
@@ -246,8 +246,10 @@ class _Walk:
             if self.pending_pad is not None and op.name != "CONV_2D":
                 raise UnsupportedModelError(f"{self.pending_pad[0]}: a PAD feeds {op}; espresso_cl takes explicit "
                                             f"zero-padding only as part of a CONV_2D")
-            mul, self.last_mul = self.last_mul, None
-            handler(self, op, mul)
+            layers = len(self.layers)
+            handler(self, op)
+            if len(self.layers) != layers and (not self.layers or self.layers[-1] is not self.affine):
+                self.affine = None
             self.current = op.outputs[0]
         if self.pending_pad is not None:
             raise UnsupportedModelError(f"{self.pending_pad[0]}: a PAD is the last operator")
@@ -304,11 +306,19 @@ class _Walk:
             raise UnsupportedModelError(f"{op}: padding {padding} (neither SAME nor VALID)")
         return "same" if padding == SAME else "valid"
 
+    def add_affine(self, gamma, beta) -> None:
+        """A BatchNorm computing ``x * gamma + beta`` (eps 0, mean 0, variance 1), which a MUL or
+        ADD after it joins and a max-pool after it may move in front of."""
+        channels = len(gamma)
+        self.add(BatchNorm(eps=0.0), gamma=np.asarray(gamma, np.float64), beta=np.asarray(beta, np.float64),
+                 mean=np.zeros(channels), var=np.ones(channels))
+        self.affine = self.layers[-1]
+
     def became(self, packed: bool, signs: bool) -> None:
         self.packed, self.signs = packed, signs
 
     # -- LCE operators ----------------------------------------------------------------------
-    def quantize(self, op, mul) -> None:
+    def quantize(self, op) -> None:
         self.float_input(op)
         if self.graph.types[op.outputs[0]] != INT32:
             raise UnsupportedModelError(f"{op}: writes {self.graph.type_name(op.outputs[0])}, not packed int32")
@@ -316,14 +326,14 @@ class _Walk:
             self.add(Sign())
         self.became(packed=True, signs=True)
 
-    def dequantize(self, op, mul) -> None:
+    def dequantize(self, op) -> None:
         self.packed_input(op)
         if self.graph.types[op.outputs[0]] != FLOAT32:
             raise UnsupportedModelError(f"{op}: writes {self.graph.type_name(op.outputs[0])}; espresso_cl reads "
                                         f"float32 (int8 models are not supported)")
         self.became(packed=False, signs=True)
 
-    def bconv2d(self, op, mul) -> None:
+    def bconv2d(self, op) -> None:
         self.packed_input(op)
         o = op.options or {}
         for key in ("channels_in", "padding", "pad_values", "stride_height", "stride_width"):
@@ -366,7 +376,7 @@ class _Walk:
         else:
             multiplier = self.per_channel(op, 2, "post_activation_multiplier", filters)
             bias = self.per_channel(op, 3, "post_activation_bias", filters)
-            self.add(BatchNorm(eps=0.0), gamma=multiplier, beta=bias, mean=np.zeros(filters), var=np.ones(filters))
+            self.add_affine(multiplier, bias)
             self.became(packed=False, signs=False)
         self.channels = filters
 
@@ -400,7 +410,7 @@ class _Walk:
             raise UnsupportedModelError(f"{op}: {what} holds NaN or infinity")
         return value
 
-    def bmaxpool(self, op, mul) -> None:
+    def bmaxpool(self, op) -> None:
         self.packed_input(op)
         o = op.options or {}
         for key in ("filter_height", "filter_width", "padding", "stride_height", "stride_width"):
@@ -411,10 +421,18 @@ class _Walk:
     def pool(self, op, fh, fw, sh, sw, padding) -> None:
         if self.flat_image:
             raise UnsupportedModelError(f"{op}: pools a 1x1 image")
-        self.add(MaxPool2D((int(fh), int(fw)), self.stride(op, sh, sw), self.padding_name(op, padding)))
+        pool = MaxPool2D((int(fh), int(fw)), self.stride(op, sh, sw), self.padding_name(op, padding))
+        if self.affine is not None and np.all(self.params[-1]["gamma"] >= 0):
+            # The max of x * gamma + beta (gamma >= 0) is that of x, in float32 too (rounding is
+            # monotone): pooling first lets the batch-norms after it fold with a sign into
+            # integer thresholds on the pooled accumulators.
+            self.layers.insert(len(self.layers) - 1, pool)
+            self.params.insert(len(self.params) - 1, {})
+            return
+        self.add(pool)
 
     # -- builtin operators ------------------------------------------------------------------
-    def conv2d(self, op, mul) -> None:
+    def conv2d(self, op) -> None:
         self.float_input(op)
         o = op.builtin_options(self.graph.tflite.Conv2DOptions)
         if o.DilationHFactor() != 1 or o.DilationWFactor() != 1:
@@ -432,8 +450,14 @@ class _Walk:
         padding = self.padding_name(op, o.Padding())
         if self.pending_pad is not None:
             padding = self.with_pad(padding, (kh, kw), stride)
-        self.weighted(op, weight, bias, lambda: BinaryConv2D(filters, (kh, kw), stride, padding),
-                      lambda: Conv2D(filters, (kh, kw), stride, padding, use_bias=bias is not None))
+        if self.flat_image:  # a dense layer written as a 1x1 convolution
+            if (kh, kw) != (1, 1):
+                raise UnsupportedModelError(f"{op}: a {kh}x{kw} convolution of a 1x1 image")
+            self.weighted(op, weight.reshape(filters, -1), bias, lambda: BinaryDense(filters),
+                          lambda: Dense(filters, use_bias=bias is not None))
+        else:
+            self.weighted(op, weight, bias, lambda: BinaryConv2D(filters, (kh, kw), stride, padding),
+                          lambda: Conv2D(filters, (kh, kw), stride, padding, use_bias=bias is not None))
         self.channels = filters
 
     def with_pad(self, padding: str, kernel: tuple, stride: int):
@@ -447,7 +471,7 @@ class _Walk:
                    (cols[0] + geom.pad_left, cols[1] + total_w - geom.pad_left))
         return simplest_padding(amounts, kernel, stride)
 
-    def fully_connected(self, op, mul) -> None:
+    def fully_connected(self, op) -> None:
         o = op.builtin_options(self.graph.tflite.FullyConnectedOptions)
         self.no_activation(op, o.FusedActivationFunction())
         if o.WeightsFormat() != 0:
@@ -483,32 +507,29 @@ class _Walk:
             self.add(binary(), weight=signs)
             if scale is not None or bias is not None:
                 units = len(signs)
-                self.add(BatchNorm(eps=0.0), gamma=np.ones(units) if scale is None else scale,
-                         beta=np.zeros(units) if bias is None else bias, mean=np.zeros(units), var=np.ones(units))
+                self.add_affine(np.ones(units) if scale is None else scale, np.zeros(units) if bias is None else bias)
         self.became(packed=False, signs=False)
 
-    def max_pool(self, op, mul) -> None:
+    def max_pool(self, op) -> None:
         self.float_input(op)
         o = op.builtin_options(self.graph.tflite.Pool2DOptions)
         self.no_activation(op, o.FusedActivationFunction())
         self.pool(op, o.FilterHeight(), o.FilterWidth(), o.StrideH(), o.StrideW(), o.Padding())
 
-    def reshape(self, op, mul) -> None:
+    def reshape(self, op) -> None:
         before, after = self.shape(), self.shape(op.outputs[0])
         if self.packed or not before or not after or before[0] != after[0] or math.prod(before) != math.prod(after):
             raise UnsupportedModelError(f"{op}: a reshape of {before} to {after}")
-        if len(after) == 2 and len(before) == 4 and not self.flat_image:
-            self.add(Flatten())  # TFLite's order is NHWC, espresso_cl's too
-            self.channels = math.prod(before[1:])
-        elif len(after) == 4 and len(before) == 2 and after[1:3] == (1, 1):
-            self.flat_image = True
-            return
-        elif not (len(after) == 2 and (len(before) == 2 or self.flat_image)):
+        image = len(after) == 4 and after[1:3] == (1, 1)
+        if len(after) != 2 and not image:
             raise UnsupportedModelError(f"{op}: a reshape of {before} to {after}; espresso_cl flattens "
                                         f"images and reads flat values as a 1x1 image")
-        self.flat_image = False
+        if len(before) == 4 and not self.flat_image:
+            self.add(Flatten())  # TFLite's order is NHWC, espresso_cl's too
+            self.channels = math.prod(before[1:])
+        self.flat_image = image
 
-    def softmax(self, op, mul) -> None:
+    def softmax(self, op) -> None:
         o = op.builtin_options(self.graph.tflite.SoftmaxOptions)
         if o is not None and o.Beta() != 1.0:
             raise UnsupportedModelError(f"{op}: beta {o.Beta()}; espresso_cl's softmax has beta 1")
@@ -517,7 +538,7 @@ class _Walk:
         self.add(Softmax())
         self.became(packed=False, signs=False)
 
-    def elementwise(self, op, mul) -> None:
+    def elementwise(self, op) -> None:
         self.float_input(op)
         cls = self.graph.tflite.MulOptions if op.name == "MUL" else self.graph.tflite.AddOptions
         o = op.builtin_options(cls)
@@ -534,17 +555,16 @@ class _Walk:
             raise UnsupportedModelError(f"{op}: an operand of shape {value.shape}; espresso_cl takes one "
                                         f"finite value per channel (a batch-norm)")
         per_channel = per_channel.reshape(-1)
-        c = self.channels
-        if op.name == "ADD" and mul is not None:  # x * gamma + beta, as one batch-norm computes it
-            self.params[-1]["beta"] = per_channel.copy()
-            return
-        gamma, beta = (per_channel, np.zeros(c)) if op.name == "MUL" else (np.ones(c), per_channel)
-        self.add(BatchNorm(eps=0.0), gamma=gamma, beta=beta, mean=np.zeros(c), var=np.ones(c))
+        if self.affine is None:
+            self.add_affine(np.ones(self.channels), np.zeros(self.channels))
+        p = self.params[-1]  # x * gamma + beta, then * c or + c
         if op.name == "MUL":
-            self.last_mul = self.layers[-1]
+            p["gamma"], p["beta"] = p["gamma"] * per_channel, p["beta"] * per_channel
+        else:
+            p["beta"] = p["beta"] + per_channel
         self.became(packed=False, signs=False)
 
-    def pad(self, op, mul) -> None:
+    def pad(self, op) -> None:
         self.float_input(op)
         amounts = self.constant(op, 1, "paddings").astype(np.int64)
         if amounts.shape != (4, 2) or np.any(amounts[[0, 3]] != 0) or np.any(amounts < 0):
