@@ -48,7 +48,7 @@ def ensure_models(python: str, folder: Path, batches) -> None:
 
 def time_lce(python: str, path: Path, repeats: int, threads: int) -> dict:
     done = subprocess.run([python, str(RUNNER), "time", str(path), str(repeats), str(threads)], check=True,
-                          capture_output=True, text=True)
+                          stdout=subprocess.PIPE, text=True)  # its stderr: ours
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -96,12 +96,12 @@ def build(out: Path, batches) -> None:
 
 
 def time_model(path: Path, repeats: int, threads: int) -> dict:
-    from larq_compute_engine.testing import Interpreter
+    from larq_compute_engine import testing
 
     flatbuffer = path.read_bytes()
     results, classes = {}, None
     for option, flags in OPTIONS.items():
-        interpreter = Interpreter(flatbuffer, num_threads=threads, **flags)
+        interpreter = testing.Interpreter(flatbuffer, num_threads=threads, **flags)
         shape = interpreter.input_shapes[0]
         x = np.random.default_rng(1).integers(0, 256, shape).astype(np.float32)  # pixels, as espresso_cl's
         out = interpreter.interpreter.predict([x])[0]  # warm-up: allocation, packing of the weights
