@@ -23,11 +23,16 @@ input (batch, H, W, C) or (batch, features) to one output, the operators in file
 - ``CONV_2D`` and ``FULLY_CONNECTED`` (float32, fused activation NONE, no dilation) ->
   ``Conv2D`` / ``Dense``, or ``BinaryConv2D`` / ``BinaryDense`` + ``BatchNorm`` where each
   output's weights are +-s (a Larq binary layer whose batch-norm the converter folded in);
-  ``PAD`` of H and W with zeros just before a ``CONV_2D`` becomes part of its padding.
-- ``MAX_POOL_2D`` -> ``MaxPool2D``; ``RESHAPE`` to (batch, features) -> ``Flatten`` (TFLite
-  flattens NHWC, as espresso_cl); ``SOFTMAX`` (beta 1) -> ``Softmax``; ``MUL`` and ``ADD`` of
-  a constant per channel (a batch-norm the converter left unfused) -> ``BatchNorm`` (a ``MUL``
-  and the ``ADD`` after it in one).
+  ``PAD`` of H and W with zeros just before a ``CONV_2D`` becomes part of its padding. A 1x1
+  ``CONV_2D`` on a 1x1 image is a dense layer.
+- ``MAX_POOL_2D`` -> ``MaxPool2D``; ``RESHAPE`` of an image to (batch, features) or (batch, 1,
+  1, features) -> ``Flatten`` (TFLite flattens NHWC, as espresso_cl), of flat values to (batch,
+  1, 1, features) -> nothing (a 1x1 image held flat); ``SOFTMAX`` (beta 1) -> ``Softmax``; ``MUL`` and ``ADD`` of
+  a constant per channel (a batch-norm the converter left unfused) join the ``BatchNorm``
+  before them (``x * gamma + beta``), or make one. A max-pool after such a ``BatchNorm`` whose
+  gammas are all >= 0 goes in front of it (the max of a non-decreasing function is the function
+  of the max, in float32 too), so BinaryNet's conv -> pool -> batch-norm -> sign folds into
+  integer thresholds on the pooled accumulators.
 
 Float results agree with LCE's to float32 rounding (LCE computes ``float(2p) * -m + (b + K m)``,
 espresso_cl ``acc * m + b``), and signs agree except where a float value lies within that
@@ -226,7 +231,7 @@ class _Walk:
         self.signs = False       # its values are +-1 (espresso_cl's pm1)
         self.flat_image = False  # a (1, 1, C) image espresso_cl holds as C flat features
         self.pending_pad = None  # (op, ((top, bottom), (left, right))) of a PAD awaiting its CONV_2D
-        self.affine = None       # the last layer, when it is a BatchNorm computing x * gamma + beta
+        self.affines: list = []  # the BatchNorms that compute x * gamma + beta (add_affine)
 
     def run(self) -> None:
         graph = self.graph
@@ -246,10 +251,7 @@ class _Walk:
             if self.pending_pad is not None and op.name != "CONV_2D":
                 raise UnsupportedModelError(f"{self.pending_pad[0]}: a PAD feeds {op}; espresso_cl takes explicit "
                                             f"zero-padding only as part of a CONV_2D")
-            layers = len(self.layers)
             handler(self, op)
-            if len(self.layers) != layers and (not self.layers or self.layers[-1] is not self.affine):
-                self.affine = None
             self.current = op.outputs[0]
         if self.pending_pad is not None:
             raise UnsupportedModelError(f"{self.pending_pad[0]}: a PAD is the last operator")
@@ -312,7 +314,10 @@ class _Walk:
         channels = len(gamma)
         self.add(BatchNorm(eps=0.0), gamma=np.asarray(gamma, np.float64), beta=np.asarray(beta, np.float64),
                  mean=np.zeros(channels), var=np.ones(channels))
-        self.affine = self.layers[-1]
+        self.affines.append(self.layers[-1])
+
+    def ends_in_affine(self) -> bool:
+        return bool(self.layers) and any(self.layers[-1] is layer for layer in self.affines)
 
     def became(self, packed: bool, signs: bool) -> None:
         self.packed, self.signs = packed, signs
@@ -422,7 +427,7 @@ class _Walk:
         if self.flat_image:
             raise UnsupportedModelError(f"{op}: pools a 1x1 image")
         pool = MaxPool2D((int(fh), int(fw)), self.stride(op, sh, sw), self.padding_name(op, padding))
-        if self.affine is not None and np.all(self.params[-1]["gamma"] >= 0):
+        if self.ends_in_affine() and np.all(self.params[-1]["gamma"] >= 0):
             # The max of x * gamma + beta (gamma >= 0) is that of x, in float32 too (rounding is
             # monotone): pooling first lets the batch-norms after it fold with a sign into
             # integer thresholds on the pooled accumulators.
@@ -555,7 +560,7 @@ class _Walk:
             raise UnsupportedModelError(f"{op}: an operand of shape {value.shape}; espresso_cl takes one "
                                         f"finite value per channel (a batch-norm)")
         per_channel = per_channel.reshape(-1)
-        if self.affine is None:
+        if not self.ends_in_affine():
             self.add_affine(np.ones(self.channels), np.zeros(self.channels))
         p = self.params[-1]  # x * gamma + beta, then * c or + c
         if op.name == "MUL":

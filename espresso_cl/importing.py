@@ -1,6 +1,8 @@
-"""What the importers of users' networks (:mod:`espresso_cl.import_torch`, :mod:`espresso_cl.import_onnx`)
-share: the errors they raise, what a binarization is, the network they build, and the check
-of the result against the original.
+"""What the importers of users' networks (:mod:`espresso_cl.import_torch`, :mod:`espresso_cl.import_onnx`,
+:mod:`espresso_cl.import_lce`) share: the errors they raise, what a binarization is, how binary
+weights with a scale are split, the network they build, and the check of the result against
+the original. (The LCE importer sets its parameters directly: TensorFlow Lite's layouts, OHWI
+and NHWC, are espresso_cl's, so it needs no PyTorch-layout :class:`Recipe`.)
 
 An importer reads a network's structure and parameters and describes it as a
 :class:`Recipe`: espresso_cl layers plus a PyTorch-style ``state_dict`` (NCHW layouts, modules
