@@ -90,6 +90,25 @@ def test_one_padding_and_packed_thresholds_are_kept():
     assert pads[:2] == ["one", "one"]
 
 
+def kinds(model, start, stop):
+    return [layer.type_name for layer in model.layers[start:stop]]
+
+
+def test_max_pool_moves_in_front_of_a_non_decreasing_affine_only(edited):
+    """bconv (float output) -> MAX_POOL_2D -> MUL -> ADD -> LceQuantize: with multipliers >= 0
+    the pool goes first and the two affines join (one threshold); with a negative one the
+    max would become a min, so the order stays."""
+    assert kinds(from_lce(DATA / "conv_one_pad.tflite"), 2, 6) == ["binary_conv2d", "maxpool2d", "batch_norm", "sign"]
+
+    def negative_multiplier(graph):
+        tensor = op_named(graph, "LceBconv2d").inputs[2]
+        value = graph.constants[tensor].copy()
+        value[3] = -value[3]
+        graph.constants[tensor] = value
+    model = edited("conv_one_pad", negative_multiplier)
+    assert kinds(model, 2, 7) == ["binary_conv2d", "batch_norm", "maxpool2d", "batch_norm", "sign"]
+
+
 # -- refusals ---------------------------------------------------------------------------------
 @pytest.fixture
 def edited(monkeypatch):
