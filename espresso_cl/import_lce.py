@@ -6,7 +6,7 @@ and ``flatbuffers``; TensorFlow is never imported. The graph must be one chain f
 input (batch, H, W, C) or (batch, features) to one output, the operators in file order:
 
 - ``LceQuantize`` (float -> packed signs) -> ``Sign``: LCE sets a bit for x < 0, so its
-  sign(0) is +1 as espresso_cl's. ``LceDequantize`` (packed -> +-1 floats) adds nothing.
+  sign(0) is +1 as espresso_cl's. After a flatten it goes in front of the ``Flatten``. ``LceDequantize`` (packed -> +-1 floats) adds nothing.
 - ``LceBconv2d`` -> ``BinaryConv2D`` (``BinaryDense`` on a 1x1 image that a ``RESHAPE`` made
   from flat values: a binary dense layer written as a 1x1 convolution). Its filter, packed
   along the input channels (OHWI, 32 channels a word, LSB first, a set bit meaning -1), is
@@ -328,7 +328,13 @@ class _Walk:
         if self.graph.types[op.outputs[0]] != INT32:
             raise UnsupportedModelError(f"{op}: writes {self.graph.type_name(op.outputs[0])}, not packed int32")
         if not self.signs:  # the signs of +-1 values (after an LceDequantize) are those values
-            self.add(Sign())
+            if self.layers and self.layers[-1].reshapes_only:
+                # sign(flatten(x)) = flatten(sign(x)): a batch-norm before the flatten then
+                # folds with the sign into thresholds, and the flatten moves packed bits.
+                self.layers.insert(len(self.layers) - 1, Sign())
+                self.params.insert(len(self.params) - 1, {})
+            else:
+                self.add(Sign())
         self.became(packed=True, signs=True)
 
     def dequantize(self, op) -> None:

@@ -90,6 +90,13 @@ def test_one_padding_and_packed_thresholds_are_kept():
     assert pads[:2] == ["one", "one"]
 
 
+def test_a_sign_after_a_flatten_goes_before_it():
+    """RESHAPE -> LceQuantize: the sign goes in front of the flatten, next to its batch-norm,
+    so the two fold into thresholds (as BinaryNet's own layer order)."""
+    model = from_lce(DATA / "conv_one_pad.tflite")
+    assert kinds(model, -6, -3) == ["batch_norm", "sign", "flatten"]
+
+
 def kinds(model, start, stop):
     return [layer.type_name for layer in model.layers[start:stop]]
 
