@@ -144,15 +144,13 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, layers in models(tf, lq).items():
         model = tf.keras.Sequential(layers)
-        model.compile(optimizer=tf.keras.optimizers.Adam(1e-3),
-                      loss=tf.keras.losses.SparseCategoricalCrossentropy(
-                          from_logits=not name.endswith(("one_pad", "as_conv", "pool_same"))),
-                      metrics=["accuracy"])
-        if name == "mlp_sign":  # the sign output: train on a hinge of the signs' targets
-            model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss="squared_hinge")
-            model.fit(x, np.eye(10, dtype=np.float32)[y] * 2 - 1, batch_size=64, epochs=1, verbose=0)
-        else:
-            model.fit(x, y, batch_size=64, epochs=1, verbose=0)
+        if name == "mlp_sign":  # a sign output: a squared hinge on +-1 targets
+            loss, targets = "squared_hinge", np.eye(10, dtype=np.float32)[y] * 2 - 1
+        else:  # softmax outputs, or logits
+            softmax = name in ("conv_one_pad", "dense_as_conv", "pad_pool_same")
+            loss, targets = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax), y
+        model.compile(optimizer=tf.keras.optimizers.Adam(1e-3), loss=loss)
+        model.fit(x, targets, batch_size=64, epochs=1, verbose=0)
         flatbuffer = lce.convert_keras_model(model)
         interpreter = lce.testing.Interpreter(flatbuffer, num_threads=1)
         outputs = np.asarray(interpreter.predict(inputs))
