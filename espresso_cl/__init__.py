@@ -21,7 +21,7 @@ _EXPORTS = {
     "KernelBuildError": "build",
     "get_runtime": "runtime",
     "Tensor": "tensor",
-    "from_torch": "import_torch", "from_onnx": "import_onnx",
+    "from_torch": "import_torch", "from_onnx": "import_onnx", "from_lce": "import_lce",
 }
 
 __all__ = sorted(_EXPORTS) + ["layers"]

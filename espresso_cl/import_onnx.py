@@ -56,8 +56,8 @@ import math
 
 import numpy as np
 
-from .importing import (SIGN_PROBE, Recipe, UnsupportedModelError, agreement, binary_weights,
-                        check_agreement, sign_at_zero, warn_sign_semantics)
+from .importing import (SIGN_PROBE, Recipe, UnsupportedModelError, agreement, check_agreement, sign_at_zero,
+                        split_binary_weights, warn_sign_semantics)
 from .geometry import simplest_padding
 from .layers import BatchNorm, BinaryConv2D, BinaryDense, Conv2D, Dense, Flatten, MaxPool2D, Sign, Softmax
 from .layers.base import ShapeError
@@ -237,29 +237,6 @@ def _opset(proto) -> int:
                                     f"from_onnx reads opset {MIN_OPSET} and newer (tested 17 and 18): "
                                     f"export again with opset_version=17 or newer")
     return versions[0]
-
-
-def _weight_split(weight: np.ndarray, where: str, name: str):
-    """(B, s) with weight = s * B for each output row (B +-1, s >= 0; s None when all 1), or
-    None for float weights. Refuses rows of +-s with a few exact zeros: torch.sign of a weight
-    of exactly 0, perhaps with a batch-norm folded in."""
-    if not np.all(np.isfinite(weight)):
-        raise UnsupportedModelError(f"{where}: weight {name!r} holds NaN or infinity")
-    signs = np.where(weight < 0, -1.0, 1.0)
-    if binary_weights(weight):
-        return signs, None
-    magnitude = np.abs(weight.reshape(len(weight), -1))
-    scale = magnitude.max(axis=1)
-    if np.all(magnitude == scale[:, None]):
-        return signs, scale.astype(np.float64)
-    zeros = int(np.count_nonzero(weight == 0))
-    # A few zeros among +-s: a binarization's sign(0). Mostly zeros: sparse float weights (a
-    # one-hot kernel, say), which a float layer holds exactly.
-    if zeros < weight.size - zeros and np.all((magnitude == scale[:, None]) | (magnitude == 0)):
-        raise UnsupportedModelError(f"{where}: weight {name!r} is +-1 (times one scale per output) but "
-                                    f"{zeros} of its entries are exactly 0 (torch.sign(0) = 0); a binary layer "
-                                    f"holds +-1 only")
-    return None
 
 
 def _bias(value: np.ndarray, units: int, where: str, name: str) -> np.ndarray:
@@ -504,7 +481,7 @@ class _Walk:
         ``output``: binary (+ a batch-norm for a per-channel scale, or for a bias no batch-norm
         after it absorbs), or float."""
         where = _describe(node)
-        split = _weight_split(weight, where, node.input[1])
+        split = split_binary_weights(weight, where, node.input[1])
         if split is None:
             self.add(floating(), where, weight=weight, bias=bias)
             return

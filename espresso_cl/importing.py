@@ -1,6 +1,8 @@
-"""What the importers of users' networks (:mod:`espresso_cl.import_torch`, :mod:`espresso_cl.import_onnx`)
-share: the errors they raise, what a binarization is, the network they build, and the check
-of the result against the original.
+"""What the importers of users' networks (:mod:`espresso_cl.import_torch`, :mod:`espresso_cl.import_onnx`,
+:mod:`espresso_cl.import_lce`) share: the errors they raise, what a binarization is, how binary
+weights with a scale are split, the network they build, and the check of the result against
+the original. (The LCE importer sets its parameters directly: TensorFlow Lite's layouts, OHWI
+and NHWC, are espresso_cl's, so it needs no PyTorch-layout :class:`Recipe`.)
 
 An importer reads a network's structure and parameters and describes it as a
 :class:`Recipe`: espresso_cl layers plus a PyTorch-style ``state_dict`` (NCHW layouts, modules
@@ -64,6 +66,29 @@ def binary_weights(values: np.ndarray) -> bool:
     """Whether ``values`` are all exactly +-1 (weights a binary layer holds as they are)."""
     values = np.asarray(values)
     return values.size > 0 and bool(np.all(np.abs(values) == 1))
+
+
+def split_binary_weights(weight: np.ndarray, where: str, name: str):
+    """(B, s) with weight = s * B for each output row (B +-1, s >= 0; s None when all 1), or
+    None for float weights. Refuses rows of +-s with a few exact zeros: a sign (torch.sign) of a
+    weight of exactly 0, perhaps with a batch-norm folded in."""
+    if not np.all(np.isfinite(weight)):
+        raise UnsupportedModelError(f"{where}: weight {name!r} holds NaN or infinity")
+    signs = np.where(weight < 0, -1.0, 1.0)
+    if binary_weights(weight):
+        return signs, None
+    magnitude = np.abs(weight.reshape(len(weight), -1))
+    scale = magnitude.max(axis=1)
+    if np.all(magnitude == scale[:, None]):
+        return signs, scale.astype(np.float64)
+    zeros = int(np.count_nonzero(weight == 0))
+    # A few zeros among +-s: a binarization's sign(0). Mostly zeros: sparse float weights (a
+    # one-hot kernel, say), which a float layer holds exactly.
+    if zeros < weight.size - zeros and np.all((magnitude == scale[:, None]) | (magnitude == 0)):
+        raise UnsupportedModelError(f"{where}: weight {name!r} is +-1 (times one scale per output) but "
+                                    f"{zeros} of its entries are exactly 0 (torch.sign(0) = 0); a binary layer "
+                                    f"holds +-1 only")
+    return None
 
 
 @dataclass

@@ -213,8 +213,10 @@ def compile_plan(runtime, layers, input_kind: str, mode: str) -> Plan:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     planner = Planner(runtime, mode)
-    # uint8 input stays uint8 only where a binary layer reads it by bit planes.
-    bit_planes = planner.binary and input_kind == "uint8" and layers[0].reads_bit_planes
+    # uint8 input stays uint8 only where a binary layer reads it by bit planes (after a Flatten,
+    # say, of a Keras MLP's image input).
+    first = next((layer for layer in layers if not layer.reshapes_only), layers[0])
+    bit_planes = planner.binary and input_kind == "uint8" and first.reads_bit_planes
     steps = [(" + ".join(layer.name for layer in run), step)
              for run, step in lower(layers, lambda layer, following: layer.plan(planner, following))
              if step is not None]

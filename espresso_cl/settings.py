@@ -7,6 +7,7 @@
 | ``ESPRESSO_KERNEL_TIMING`` | ``1``: every launch waits for its kernel and records its time | off |
 | ``ESPRESSO_KERNEL_LOG`` | file the test session appends the launched kernels to (Oclgrind coverage) | none |
 | ``ESPRESSO_INTEL_OPENCL`` | ``0``/``off``/``false``/``no``: do not register Intel's CPU runtime | on |
+| ``ESPRESSO_LCE_PYTHON`` | a Python with Larq Compute Engine (and TensorFlow) for ``python -m benchmarks.lce`` | none |
 
 Each is read when it is needed, not at import, so a test may set one with ``monkeypatch``.
 Pure Python: importable without pyopencl.
@@ -21,6 +22,7 @@ PROFILE = "ESPRESSO_PARAMS"
 KERNEL_TIMING = "ESPRESSO_KERNEL_TIMING"
 KERNEL_LOG = "ESPRESSO_KERNEL_LOG"
 INTEL_OPENCL = "ESPRESSO_INTEL_OPENCL"
+LCE_PYTHON = "ESPRESSO_LCE_PYTHON"
 
 _OFF = ("0", "off", "false", "no")
 
@@ -49,3 +51,9 @@ def kernel_log(environ=os.environ) -> str:
 
 def intel_registration_off(environ=os.environ) -> bool:
     return environ.get(INTEL_OPENCL, "").strip().lower() in _OFF
+
+
+def lce_python(environ=os.environ) -> str:
+    """The Python interpreter that runs Larq Compute Engine (its own environment: TensorFlow 2.16
+    needs NumPy < 2); '' when unset."""
+    return environ.get(LCE_PYTHON, "").strip()

@@ -44,7 +44,7 @@ OUT_DIR = ROOT / "artifacts" / "oclgrind"
 MARKERS = "not wheel and not no_oclgrind and not once"
 WHOLE_NETWORK_TESTS = ["test_model.py", "test_io.py", "test_torch_import.py", "test_mnist.py", "test_from_torch.py",
                        "test_from_onnx.py", "test_process.py", "test_soak.py", "test_model_file_fuzz.py",
-                       "test_cli.py", "test_ray.py", "test_launch_list.py"]
+                       "test_cli.py", "test_ray.py", "test_launch_list.py", "test_from_lce.py"]
 DEFAULT_PYTEST_ARGS = ["tests"] + [f"--ignore=tests/{name}" for name in WHOLE_NETWORK_TESTS]
 
 # Oclgrind writes its reports to the process's stderr from C++; pytest's default fd-level

@@ -67,6 +67,16 @@ def test_mlp_matches_reference_and_float_mode(runtime, rng, batch):
     np.testing.assert_allclose(out_b, out_f, rtol=1e-6, atol=1e-6)
 
 
+def test_flatten_before_the_first_binary_layer_keeps_bit_planes(runtime, rng):
+    """uint8 images flattened first (a Keras MLP, an LCE import) reach the binary dense layer
+    by bit planes."""
+    model = ec.Sequential([ec.Flatten(), ec.BinaryDense(24), ec.BatchNorm(), ec.Sign(), ec.BinaryDense(5)],
+                          input_shape=(7, 5, 3), input_dtype="uint8").initialize(seed=3)
+    x = pixels(rng, 9, (7, 5, 3))
+    check_against_reference(model, x, "binary")
+    check_against_reference(model, x, "float")
+
+
 def test_mlp_hidden_bits_exact(runtime, rng):
     """A model that ends in Sign exposes the hidden +-1 values themselves."""
     layers = [ec.BinaryDense(70), ec.BatchNorm(), ec.Sign(), ec.BinaryDense(33), ec.BatchNorm(), ec.Sign()]

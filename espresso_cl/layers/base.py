@@ -56,6 +56,8 @@ class Layer:
     type_name = "layer"
     # Whether binary mode feeds this layer, when first, the uint8 input as it is (bit planes).
     reads_bit_planes = False
+    # Whether the layer only reshapes (a Flatten): the input reaches the layer after it as it is.
+    reshapes_only = False
 
     def __init__(self, name: str | None = None):
         self.name = checks.name(name, f"{type(self).__name__} name")

@@ -15,6 +15,7 @@ class Flatten(Layer):
     """(h, w, c) -> (h * w * c,) in NHWC order; packed bits keep each pixel's padding (free)."""
 
     type_name = "flatten"
+    reshapes_only = True
 
     def _infer(self, spec):
         return replace(spec, shape=(spec.size,))
