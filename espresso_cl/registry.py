@@ -131,6 +131,9 @@ VARIANTS = (
                   ("bitplane_threshold_avx512",), _avx512("bitplane"), blocks_grid,
                   tuned=lambda p: p.bitplane.avx512_tiles, fixed_defines=_PLANES,
                   fuses_threshold=True, x86_machine_code=True),
+    KernelVariant("bitplane_threshold_tiled", "bitplane_conv2d_threshold", "bitplane.cl",
+                  ("bitplane_threshold",), _always, tiles_grid, strategy="tiled",
+                  tuned=lambda p: p.bitplane.tiles, fixed_defines=_PLANES, fuses_threshold=True),
     # Window packing for both bit-plane variants; built with the tiled kernel's defines so
     # that it shares its program.
     KernelVariant("bitplane_pack", "bitplane_pack", "bitplane.cl", ("bitplane_pack", "bitplane_weights"),

@@ -206,13 +206,6 @@ void bconv2d_threshold(const int N, const int H, const int W, const int C,
         const uint and_mask = and_flips ? tile_flips(flip, c0, OC) : 0u;
         out[(size_t)(q0 + qi) * RW + c0 / 32] = ((any & ~and_mask) | (all & and_mask)) & tile_valid(c0, OC);
     }
-    if (boc + BN >= OC) {  /* the group of channel OC - 1: the pad words after it */
-        const int used = (OC + 31) / 32, pads = RW - used;
-        for (int e = lid; e < QPG * pads; e += WG_M * WG_N) {
-            const int qi = e / pads;
-            if (q0 + qi < NQ)
-                out[(size_t)(q0 + qi) * RW + used + (e - qi * pads)] = 0u;
-        }
-    }
+    TILE_PAD_WORDS(out, q0, QPG, NQ, OC, boc, RW);
 }
 #endif

@@ -73,19 +73,6 @@ void bgemm_threshold(const int M, const int N, const int KW, const int K, const 
 {
     BGEMM_COUNTS(acc);
     TILE_PASS_BITS(lpass, tile_pass(K - 2 * acc[i][j], min(bn + tx + j * WG_N, N - 1), thresh, flip));
-    const int lid = ty * WG_N + tx;
-    for (int e = lid; e < BM * (BN / 32); e += WG_M * WG_N) {
-        const int r = e / (BN / 32), c0 = bn + 32 * (e - r * (BN / 32));
-        if (bm + r < M && c0 < N)
-            C[(size_t)(bm + r) * RW + c0 / 32] = tile_word(lpass[r] + (c0 - bn)) & tile_valid(c0, N);
-    }
-    if (bn + BN >= N) {  /* the group of column N - 1: the pad words after it */
-        const int used = (N + 31) / 32, pads = RW - used;
-        for (int e = lid; e < BM * pads; e += WG_M * WG_N) {
-            const int r = e / pads;
-            if (bm + r < M)
-                C[(size_t)(bm + r) * RW + used + (e - r * pads)] = 0u;
-        }
-    }
+    TILE_STORE_PASS_WORDS(C, lpass, bm, M, N, bn, RW);
 }
 #endif

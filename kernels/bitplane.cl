@@ -85,46 +85,67 @@ __kernel void bitplane_weights(const int OC, const int TAPS, const int C, const 
  * bgemm.cl's tiling with PLANES rows per pixel: each weight word loaded serves all of them.
  * Launch: global (ceil(OC / BN) * WG_N, ceil(NP / BM) * WG_M), local (WG_N, WG_M); work-item
  * (tx, ty) owns pixels bp + ty + i * WG_M and channels boc + tx + j * WG_N. */
+/* The work-item's products, as BITPLANE_PRODUCT(i, j): declares acc[TM][TN] (sums of
+ * 2^p * popcount(x_p & w)) and ones[TM] (sums of 2^p * popcount(x_p), shared by channels). */
+#define BITPLANE_PRODUCTS()                                                                   \
+    TILE_ITEM(bp, boc);                                                                       \
+    /* Rows past the edge read row NP-1 / OC-1 (in bounds); their results are not stored.     \
+     * min(), not TILE_ROWS's conditional: under PoCL (cpu profile) that made this kernel    \
+     * about 1.5% slower. */                                                                  \
+    const __global word_t *xr[TM];                                                            \
+    _Pragma("unroll")                                                                         \
+    for (int i = 0; i < TM; ++i)                                                              \
+        xr[i] = patches + (size_t)min(bp + ty + i * WG_M, NP - 1) * CW * PLANES;              \
+    const __global word_t *wrow[TN];                                                          \
+    _Pragma("unroll")                                                                         \
+    for (int j = 0; j < TN; ++j)                                                              \
+        wrow[j] = wp + (size_t)min(boc + tx + j * WG_N, OC - 1) * CW;                         \
+    int acc[TM][TN], ones[TM];                                                                \
+    _Pragma("unroll")                                                                         \
+    for (int i = 0; i < TM; ++i) ones[i] = 0;                                                 \
+    TILE_EACH(acc[i][j] = 0);                                                                 \
+    for (int k = 0; k < CW; ++k) {                                                            \
+        word_t b[TN];                                                                         \
+        _Pragma("unroll")                                                                     \
+        for (int j = 0; j < TN; ++j) b[j] = wrow[j][k];                                       \
+        _Pragma("unroll")                                                                     \
+        for (int pl = 0; pl < PLANES; ++pl) {                                                 \
+            word_t a[TM];                                                                     \
+            _Pragma("unroll")                                                                 \
+            for (int i = 0; i < TM; ++i) {                                                    \
+                a[i] = xr[i][k * PLANES + pl];                                                \
+                ones[i] += POPC(a[i]) << pl;                                                  \
+            }                                                                                 \
+            TILE_EACH(acc[i][j] += POPC(a[i] & b[j]) << pl);                                  \
+        }                                                                                     \
+    }
+#define BITPLANE_PRODUCT(i, j) (2 * acc[i][j] - ones[i])
+
 __kernel __attribute__((reqd_work_group_size(WG_N, WG_M, 1)))
 void bitplane_conv2d(const int NP, const int OC, const int CW,
                      __global const word_t *restrict patches,
                      __global const word_t *restrict wp,
                      __global int *restrict out)
 {
-    TILE_ITEM(bp, boc);
-    /* Rows past the edge read row NP-1 / OC-1 (in bounds); their results are not stored.
-     * min(), not TILE_ROWS's conditional: under PoCL (cpu profile) that made this kernel about
-     * 1.5% slower. */
-    const __global word_t *xr[TM];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        xr[i] = patches + (size_t)min(bp + ty + i * WG_M, NP - 1) * CW * PLANES;
-    const __global word_t *wrow[TN];
-    #pragma unroll
-    for (int j = 0; j < TN; ++j)
-        wrow[j] = wp + (size_t)min(boc + tx + j * WG_N, OC - 1) * CW;
-
-    /* acc: sum of 2^p * popcount(x_p & w); ones: sum of 2^p * popcount(x_p), shared by channels. */
-    int acc[TM][TN], ones[TM];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i) ones[i] = 0;
-    TILE_EACH(acc[i][j] = 0);
-
-    for (int k = 0; k < CW; ++k) {
-        word_t b[TN];
-        #pragma unroll
-        for (int j = 0; j < TN; ++j) b[j] = wrow[j][k];
-        #pragma unroll
-        for (int pl = 0; pl < PLANES; ++pl) {
-            word_t a[TM];
-            #pragma unroll
-            for (int i = 0; i < TM; ++i) {
-                a[i] = xr[i][k * PLANES + pl];
-                ones[i] += POPC(a[i]) << pl;
-            }
-            TILE_EACH(acc[i][j] += POPC(a[i] & b[j]) << pl);
-        }
-    }
-
-    TILE_STORE(out, NP, OC, bp, boc, 2 * acc[i][j] - ones[i]);
+    BITPLANE_PRODUCTS();
+    TILE_STORE(out, NP, OC, bp, boc, BITPLANE_PRODUCT(i, j));
 }
+
+/* bitplane_conv2d followed by threshold_pack (kernels/pack.cl), in one launch: bit c of an
+ * output pixel is flip[c] ? acc <= thresh[c] : acc >= thresh[c], out: NP rows of RW 32-bit
+ * words (pad bits and pad words 0). A work-group's BN channels are whole words (BN a multiple
+ * of 32); it packs its pass bits in local memory (tiles.h). Launch as bitplane_conv2d. */
+#if BN % 32 == 0
+__kernel __attribute__((reqd_work_group_size(WG_N, WG_M, 1)))
+void bitplane_threshold(const int NP, const int OC, const int CW, const int RW,
+                        __global const word_t *restrict patches,
+                        __global const word_t *restrict wp,
+                        __global const int *restrict thresh,
+                        __global const int *restrict flip,
+                        __global uint *restrict out)
+{
+    BITPLANE_PRODUCTS();
+    TILE_PASS_BITS(lpass, tile_pass(BITPLANE_PRODUCT(i, j), min(boc + tx + j * WG_N, OC - 1), thresh, flip));
+    TILE_STORE_PASS_WORDS(out, lpass, bp, NP, OC, boc, RW);
+}
+#endif

@@ -140,6 +140,30 @@ static inline uint tile_valid(const int c0, const int C)
     return C - c0 >= 32 ? ~0u : (1u << (C - c0)) - 1u;
 }
 
+/* The pad words after the N columns' words, 0, in rows row0 .. row0 + count - 1 below ROWS of
+ * out (RW words a row), written by the group of column N - 1 (col0 its first), so that every
+ * word has exactly one writer. */
+#define TILE_PAD_WORDS(out, row0, count, ROWS, N, col0, RW)                                  \
+    if ((col0) + BN >= (N)) {                                                                 \
+        const int used_ = ((N) + 31) / 32, pads_ = (RW) - used_;                              \
+        for (int e_ = ty * WG_N + tx; e_ < (count) * pads_; e_ += WG_M * WG_N) {              \
+            const int r_ = e_ / pads_;                                                        \
+            if ((row0) + r_ < (ROWS))                                                         \
+                out[(size_t)((row0) + r_) * (RW) + used_ + (e_ - r_ * pads_)] = 0u;           \
+        }                                                                                     \
+    }
+
+/* The group's pass bits (TILE_PASS_BITS' lpass) packed into out (RW words a row): its rows
+ * row0.. below ROWS, its columns col0.. below N, and the pad words (TILE_PAD_WORDS). */
+#define TILE_STORE_PASS_WORDS(out, lpass, row0, ROWS, N, col0, RW)                           \
+    for (int e_ = ty * WG_N + tx; e_ < BM * (BN / 32); e_ += WG_M * WG_N) {                   \
+        const int r_ = e_ / (BN / 32), c0_ = (col0) + 32 * (e_ - r_ * (BN / 32));             \
+        if ((row0) + r_ < (ROWS) && c0_ < (N))                                                \
+            out[(size_t)((row0) + r_) * (RW) + c0_ / 32] =                                    \
+                tile_word(lpass[r_] + (c0_ - (col0))) & tile_valid(c0_, N);                   \
+    }                                                                                         \
+    TILE_PAD_WORDS(out, row0, BM, ROWS, N, col0, RW)
+
 static inline uint tile_flips(__global const int *flip, const int c0, const int C)
 {
     uint word = 0u;

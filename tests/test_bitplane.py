@@ -41,8 +41,8 @@ def test_bitplane_dense_is_the_1x1_case(profiled_runtime, rng, n, features, unit
     np.testing.assert_array_equal(out.numpy().reshape(n, units), expected)
 
 
-# bitplane_conv2d_threshold (the AVX-512 profile): the bit-plane layer with the folded batch-norm
-# + sign in its launch, packed. OC around 32 / 64 (the row's last word partly used, and the pad
+# bitplane_conv2d_threshold (every profile: AVX-512 blocks, or the tiled kernel packing whole
+# words per work-group): the bit-plane layer with the folded batch-norm + sign in its launch, packed. OC around 32 / 64 (the row's last word partly used, and the pad
 # word when ceil(OC / 32) is odd), dense (1x1 on 1x1 images) and 3x3 'same' windows, batch 1
 # and odd batches, a stride.
 BITPLANE_THRESHOLD_CASES = [
@@ -59,11 +59,6 @@ BITPLANE_THRESHOLD_CASES = [
 ]
 
 
-def _skip_unless_bitplane_threshold(runtime):
-    if not registry.can_run("bitplane_conv2d_threshold", runtime.profile):
-        pytest.skip(f"profile {runtime.profile.name}: no AVX-512 kernels, so no fused bit-plane threshold")
-
-
 def _check_bitplane_threshold(runtime, x, w, thresh, flip, stride, padding):
     out = ops.bitplane_conv2d_threshold(Tensor.from_numpy(runtime, x, "uint8"), to_bits(runtime, w),
                                         Tensor.from_numpy(runtime, thresh, "int32"),
@@ -76,7 +71,6 @@ def _check_bitplane_threshold(runtime, x, w, thresh, flip, stride, padding):
 
 @pytest.mark.parametrize("case", BITPLANE_THRESHOLD_CASES, ids=conv_ids(BITPLANE_THRESHOLD_CASES))
 def test_bitplane_conv2d_threshold(profiled_runtime, rng, case):
-    _skip_unless_bitplane_threshold(profiled_runtime)
     x_shape, w_shape, stride, padding = conv_shapes(case)
     x, w = _uint8(rng, x_shape), choice_pm1(rng, w_shape)
     acc = reference.conv2d(x, w, stride, padding, 0).reshape(-1, w_shape[0])
@@ -97,7 +91,6 @@ def test_bitplane_conv2d_threshold(profiled_runtime, rng, case):
 def test_bitplane_conv2d_threshold_ties_one_way(profiled_runtime, rng, case, flip):
     # Every channel flipped (or none), thresholds on the accumulators of the first pixel: it
     # passes everywhere, the other pixels by their side of it.
-    _skip_unless_bitplane_threshold(profiled_runtime)
     x_shape, w_shape, stride, padding = conv_shapes(case)
     x, w = _uint8(rng, x_shape), choice_pm1(rng, w_shape)
     thresh = reference.conv2d(x, w, stride, padding, 0).reshape(-1, w_shape[0])[0].astype(np.int32)
@@ -105,14 +98,10 @@ def test_bitplane_conv2d_threshold_ties_one_way(profiled_runtime, rng, case, fli
                               stride, padding)
 
 
-def test_bitplane_conv2d_threshold_needs_its_profile(runtime, rng):
+def test_bitplane_conv2d_threshold_checks_its_thresholds(runtime, rng):
     x = Tensor.from_numpy(runtime, _uint8(rng, (1, 1, 1, 10)), "uint8")
     w = to_bits(runtime, choice_pm1(rng, (5, 1, 1, 10)))
     t = Tensor.from_numpy(runtime, np.zeros(5, np.int32), "int32")
-    if registry.can_run("bitplane_conv2d_threshold", runtime.profile):
-        with pytest.raises(ValueError, match="thresh and flip of shape"):
-            ops.bitplane_conv2d_threshold(x, w, t, Tensor.from_numpy(runtime, np.zeros(4, np.int32), "int32"),
-                                          1, "valid")
-    else:
-        with pytest.raises(ValueError, match="AVX-512 profile"):
-            ops.bitplane_conv2d_threshold(x, w, t, t, 1, "valid")
+    with pytest.raises(ValueError, match="thresh and flip of shape"):
+        ops.bitplane_conv2d_threshold(x, w, t, Tensor.from_numpy(runtime, np.zeros(4, np.int32), "int32"),
+                                      1, "valid")

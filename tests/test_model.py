@@ -196,13 +196,11 @@ def test_fused_dense_layers_on_every_profile(profiled_runtime, rng, monkeypatch)
     assert planner.fuses_dense_threshold()
     assert all(label in labels for label in fused_labels), labels
     assert counts.get(kernel("bgemm_threshold")) == 2 and kernel("bgemm") not in counts, counts
-    if planner.fuses_bitplane_threshold():
-        # The first (bit-plane) layer's threshold is in its launch too: no threshold_pack.
-        assert " + ".join(names[0:3]) in labels, labels
-        assert counts.get(kernel("bitplane_conv2d_threshold")) == 1, counts
-        assert "threshold_pack" not in counts and kernel("bitplane_conv2d") not in counts, counts
-    else:
-        assert counts.get("threshold_pack") == 1, counts  # after the first (bit-plane) layer
+    # The first (bit-plane) layer's threshold is in its launch too: no threshold_pack.
+    assert planner.fuses_bitplane_threshold()
+    assert " + ".join(names[0:3]) in labels, labels
+    assert counts.get(kernel("bitplane_conv2d_threshold")) == 1, counts
+    assert "threshold_pack" not in counts and kernel("bitplane_conv2d") not in counts, counts
     assert counts.get(kernel("bgemm_affine")) == 1 and "affine" not in counts, counts
     check_against_reference(model, x, "float")
 
@@ -493,9 +491,8 @@ def test_the_issue_reproducer_45000_images_in_one_batch(runtime):
 def test_fused_networks_take_one_step_per_binary_layer(profiled_runtime, rng, batch):
     """BinaryNet's CIFAR-10 CNN (narrowed) and MLP: where the profile fuses convolutions, every
     binary layer's epilogue (threshold, pool, the last batch-norm) is in its launch, so at most
-    one step per binary layer plus one (Flatten, a free view), and one more where the uint8
-    first layer's threshold is a step of its own (no fused bit-plane kernel); the MLP so on
-    every profile; the same answers as the reference and as float mode everywhere."""
+    one step per binary layer plus one (Flatten, a free view); the MLP so on every profile;
+    the same answers as the reference and as float mode everywhere."""
     from benchmarks.networks import binarynet_cnn, on_runtime
     from espresso_cl.demo import binarynet_mlp
     from espresso_cl.plan import Planner
@@ -506,9 +503,8 @@ def test_fused_networks_take_one_step_per_binary_layer(profiled_runtime, rng, ba
         set_some_gammas_zero(model, rng)
         steps = model._compiled("binary").plan.steps
         binary_layers = sum(1 for layer in model.layers if isinstance(layer, (ec.BinaryConv2D, ec.BinaryDense)))
-        first_apart = 0 if planner.fuses_bitplane_threshold() else 1
         if len(shape) == 1 or planner.fuses_conv_threshold("zero"):
-            assert len(steps) <= binary_layers + 1 + first_apart, [label for label, _ in steps]
+            assert len(steps) <= binary_layers + 1, [label for label, _ in steps]
         x = pixels(rng, batch, shape)
         out_b, _ = check_against_reference(model, x, "binary")
         out_f, _ = check_against_reference(model, x, "float")

@@ -63,7 +63,8 @@ def test_fused_threshold_variants_exist_exactly_where_their_kernels_run(profile)
         for pad in ("zero", "one"):
             assert registry.select("bconv2d_threshold", p, pad).name == (
                 "bconv2d_threshold_avx512" if p.x86_machine_code else "bconv2d_threshold_direct")
-    assert registry.can_run("bitplane_conv2d_threshold", p) == p.x86_machine_code
+    assert registry.select("bitplane_conv2d_threshold", p).name == (
+        "bitplane_threshold_avx512" if p.x86_machine_code else "bitplane_threshold_tiled")
     assert (registry.select("bitplane_conv2d", p).name == "bitplane_avx512") == p.x86_machine_code
 
 

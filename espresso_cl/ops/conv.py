@@ -363,7 +363,7 @@ def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
 def bitplane_conv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride: int,
                               padding: str) -> Tensor:
     """:func:`bitplane_conv2d`, then the folded batch-norm + sign of ``ops.threshold``, packed,
-    in the convolution's launch (only where ``registry.can_run("bitplane_conv2d_threshold", profile)``).
+    in the convolution's launch.
 
     uint8 x (N, H, W, C), bits w (OC, KH, KW, C), int32 thresh and flip (OC,) -> bits
     (N, OH, OW, OC): bit c of a pixel is ``acc <= thresh[c]`` where ``flip[c]`` else
@@ -373,22 +373,28 @@ def bitplane_conv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor
     g = _geometry("bitplane_conv2d_threshold", x, w, stride, padding)
     runtime = x.runtime
     profile = runtime.profile
-    if not registry.can_run("bitplane_conv2d_threshold", profile):
-        raise ValueError(f"bitplane_conv2d_threshold needs the AVX-512 profile; "
-                         f"{profile.name!r} has no such kernel")
     variant = registry.select("bitplane_conv2d_threshold", profile)
     n = x.shape[0]
-    oc = w.shape[0]
+    oc, kh, kw, _ = w.shape
     check_thresholds("bitplane_conv2d_threshold", thresh, flip, oc)
     pixels = n * g.oh * g.ow
     defines = _packing_defines(runtime, pixels)
     patches = _bitplane_patches(x, w, g, defines)
     rwp = patches.storage_shape[-1]
+    cw = rwp // profile.words32
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "bits")
+    if variant.strategy == "tiled":
+        # A work-group packs whole words of channels.
+        tiles = whole_words(_fitted(variant.tuning(profile), pixels))
+        rows = w if kh * kw == 1 else _bitplane_weight_rows(w, rwp, 0, defines)  # one tap: filters are rows
+        launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles),
+               *variant.grid(tiles, pixels, oc), pixels, oc, cw, out.storage_shape[-1], patches, rows,
+               thresh, flip, out)
+        return out
     block = variant.tuning(profile)
     ocp = round_up(oc, block.tn)
     wt = _bitplane_weight_rows(w, rwp, ocp, defines)
-    out = Tensor(runtime, (n, g.oh, g.ow, oc), "bits")
     launch(runtime, variant.file, variant.kernel, variant.defines(profile),
-           *variant.grid(block, pixels, ocp), pixels, oc, rwp // profile.words32, ocp,
+           *variant.grid(block, pixels, ocp), pixels, oc, cw, ocp,
            out.storage_shape[-1], patches, wt, thresh, flip, out)
     return out
