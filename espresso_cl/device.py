@@ -105,6 +105,10 @@ class Quirks:
     # uninitialized-value checker never drops a released buffer's shadow, so a new buffer
     # would inherit an old one's state (false reports, or real ones hidden).
     keep_released_buffers: bool = False
+    # Its OpenCL C compiler takes NVIDIA PTX as inline assembly (the 1-bit tensor cores'
+    # mma.sync in kernels/bgemm_mma.cl). Only such devices are given ESPRESSO_MMA_PTX = 1: no
+    # other compiler ever sees the assembly.
+    inline_ptx: bool = False
 
 
 QUIRKS = {
@@ -117,7 +121,7 @@ QUIRKS = {
     # PoCL's CPU device takes fresh pages from the OS for every new buffer.
     "pocl": Quirks(retry_empty_builds=True, huge_pages=True, malloc_buffers=True),
     "intel-cpu": Quirks(build_log_warnings_only=True),
-    "nvidia": Quirks(),
+    "nvidia": Quirks(inline_ptx=True),
     "other": Quirks(),
 }
 

@@ -32,6 +32,9 @@ class Runtime:
         self.profile = profile if profile is not None else profile_for(self.traits)
         self.programs = ProgramCache(self.context, self.traits, self.quirks)
         self.buffers = BufferPool.for_device(self.context, self.queue, self.traits, self.quirks)
+        # Whether the 1-bit tensor-core GEMM may run here: None until its probe has run
+        # (espresso_cl/ops/tensor_cores.py, on the first GEMM of a profile that wants it).
+        self.tensor_cores: bool | None = None
 
     @property
     def kind(self) -> str:

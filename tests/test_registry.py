@@ -67,7 +67,13 @@ def test_every_file_gets_the_tiles_and_constants_it_needs(profile):
     for variant in registry.VARIANTS:
         defines = registry.file_defines(variant.file, p)
         assert defines["WORD_BITS"] == p.word_bits
-        if variant.tuned is not None:
+        if variant.tensor_cores:
+            if variant.runs_with(p):
+                assert {"MMA_WARPS_M", "MMA_WARPS_N", "MMA_MF", "MMA_NF"} <= set(defines), variant.name
+            assert registry.INLINE_PTX not in defines  # only for NVIDIA devices
+            assert registry.file_defines(variant.file, p, inline_ptx=True).get(registry.INLINE_PTX) == \
+                (1 if variant.runs_with(p) else None)
+        elif variant.tuned is not None:
             assert {"TM", "TN", "WG_M", "WG_N"} <= set(defines), variant.name
         if "bitplane" in variant.file:
             assert defines["PLANES"] == registry.BITPLANES
