@@ -181,7 +181,7 @@ def file_defines(filename: str, profile: Profile, inline_ptx: bool = False) -> d
         raise ValueError(f"no kernel variant lives in kernels/{filename}")
     chosen = next((v for v in variants if v.runs_with(profile)), variants[0])
     defines = dict(chosen.defines(profile))
-    if chosen.tensor_cores and inline_ptx:
+    if inline_ptx and chosen.tensor_cores:
         defines[INLINE_PTX] = 1
     return defines
 
