@@ -53,8 +53,9 @@
 #ifndef MMA_NF
 #define MMA_NF 4
 #endif
+/* The host always passes it; the default is the large GEMMs' case (for a compile on its own). */
 #ifndef MMA_VEC_LOADS
-#define MMA_VEC_LOADS 0
+#define MMA_VEC_LOADS 1
 #endif
 #ifndef ESPRESSO_MMA_PTX
 #define ESPRESSO_MMA_PTX 0
