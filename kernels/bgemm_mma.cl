@@ -27,9 +27,14 @@
  * The AND-popcount of a row and a column is the same for any order of K as long as A and B
  * use the same one, so the words of K may go to k positions in any order both share. A stage
  * holds 16 words of K (two m16n8k256 steps); lane t takes the words 4t .. 4t + 3 of every row
- * it needs with one 128-bit local load: step 0 uses words 4t (a0, a1, b0) and 4t + 1 (a2, a3,
- * b1), step 1 words 4t + 2 and 4t + 3. Rows are 16 words (64 bytes) apart in local memory, so
- * the 8 lanes of a quarter-warp (two rows, t = 0..3) read 128 distinct bytes: no bank conflict.
+ * it needs: step 0 uses words 4t (a0, a1, b0) and 4t + 1 (a2, a3, b1), step 1 words 4t + 2 and
+ * 4t + 3. B's tile holds rows of 16 words, so one 128-bit local load gives a lane b0, b1 of
+ * both steps in consecutive registers, as the instruction takes them. A's tile is stored in
+ * the fragment's own order, so that one 128-bit load is a0 .. a3 of one step (no register
+ * moves before the instruction): unit (s, f, g, t) = (row g, row g + 8 of fragment row f)'s
+ * words 4t + 2s and 4t + 2s + 1, interleaved, at [s][f][g][t]. Consecutive lanes read
+ * consecutive 16-byte units (A) or rows 64 bytes apart (B), so the 8 lanes of a quarter-warp
+ * read 128 distinct bytes: no bank conflict.
  *
  * Tiles (the host passes them, espresso_cl/tuning.py: MmaTiles): a work-group is MMA_WARPS_M x
  * MMA_WARPS_N warps (NVIDIA's warps are 32 consecutive work-items of the flattened group; the
@@ -67,11 +72,13 @@
 /* Words of K per stage, and 128-bit quarters of a staged row. */
 #define MMA_KW 16
 #define MMA_QUARTERS (MMA_KW / 4)
-/* 128-bit global loads per work-item per stage, for A's tile and B's. */
-#define MMA_A_LOADS (MMA_BM * MMA_QUARTERS / MMA_WG)
+/* A's tile: 128-bit units per step, and pairs of rows (g, g + 8) x quarters per work-item and
+ * stage; B's: 128-bit global loads per work-item and stage. */
+#define MMA_A_UNITS (MMA_BM / 16 * 8 * MMA_QUARTERS)
+#define MMA_A_PAIRS (MMA_A_UNITS / MMA_WG)
 #define MMA_B_LOADS (MMA_BN * MMA_QUARTERS / MMA_WG)
-#if MMA_A_LOADS * MMA_WG != MMA_BM * MMA_QUARTERS || MMA_B_LOADS * MMA_WG != MMA_BN * MMA_QUARTERS
-#error "the work-group must load whole tiles: MMA_BM * 4 and MMA_BN * 4 multiples of MMA_WG"
+#if MMA_A_PAIRS * MMA_WG != MMA_A_UNITS || MMA_B_LOADS * MMA_WG != MMA_BN * MMA_QUARTERS
+#error "the work-group must load whole tiles: MMA_BM * 2 and MMA_BN * 4 multiples of MMA_WG"
 #endif
 
 #if ESPRESSO_MMA_PTX
@@ -127,11 +134,16 @@ uint4 mma_quarter(__global const uint *restrict X, const int n, const int KW, co
 #endif
 }
 
-/* The quarter that loader slot s of work-item lid stages from the k0-th word on: consecutive
- * work-items read consecutive 16 bytes of a row (64 contiguous bytes per row and stage). */
+/* Loader slot s of work-item lid, from the k0-th word on: B's quarter, or A's quarters of a pair
+ * of rows (g, g + 8). Consecutive work-items read consecutive 16 bytes of a row (64 contiguous
+ * bytes per row and stage). */
 #define MMA_SLOT(s) (lid + (s) * MMA_WG)
 #define MMA_LOAD(X, n, row0, k0, s)                                                           \
     mma_quarter(X, n, KW, (row0) + MMA_SLOT(s) / MMA_QUARTERS, (k0) + 4 * (MMA_SLOT(s) % MMA_QUARTERS))
+/* Pair p = [f][g][t]: rows 16 f + g (+ 8), quarter t. */
+#define MMA_PAIR_ROW(s) (MMA_SLOT(s) / 32 * 16 + MMA_SLOT(s) / 4 % 8)
+#define MMA_LOAD_PAIR(k0, s, half)                                                            \
+    mma_quarter(A, M, KW, bm + MMA_PAIR_ROW(s) + 8 * (half), (k0) + 4 * (MMA_SLOT(s) % 4))
 
 __kernel __attribute__((reqd_work_group_size(MMA_WG, 1, 1)))
 void bgemm_mma(const int M, const int N, const int KW, const int K,
@@ -141,8 +153,9 @@ void bgemm_mma(const int M, const int N, const int KW, const int K,
                __global const int *restrict PB,
                __global int *restrict C)
 {
-    /* Row r's quarter q at [r * MMA_QUARTERS + q]. */
-    __local uint4 As[MMA_BM * MMA_QUARTERS];
+    /* A: unit (s, f, g, t) at [s * MMA_A_UNITS + (f * 8 + g) * 4 + t]; B: row r's quarter q at
+     * [r * MMA_QUARTERS + q]. */
+    __local uint4 As[2 * MMA_A_UNITS];
     __local uint4 Bs[MMA_BN * MMA_QUARTERS];
     const int lid = get_local_id(0);
     const int warp = lid / 32, lane = lid % 32, g = lane / 4, t = lane % 4;
@@ -161,21 +174,31 @@ void bgemm_mma(const int M, const int N, const int KW, const int K,
             acc[i][j][0] = acc[i][j][1] = acc[i][j][2] = acc[i][j][3] = 0;
 
     /* The next stage's words wait in registers while the tensor cores work on this one. */
-    uint4 na[MMA_A_LOADS], nb[MMA_B_LOADS];
+    uint4 na[MMA_A_PAIRS][2], nb[MMA_B_LOADS];
     _Pragma("unroll")
-    for (int s = 0; s < MMA_A_LOADS; ++s) na[s] = MMA_LOAD(A, M, bm, 0, s);
+    for (int s = 0; s < MMA_A_PAIRS; ++s) {
+        na[s][0] = MMA_LOAD_PAIR(0, s, 0);
+        na[s][1] = MMA_LOAD_PAIR(0, s, 1);
+    }
     _Pragma("unroll")
     for (int s = 0; s < MMA_B_LOADS; ++s) nb[s] = MMA_LOAD(B, N, bn, 0, s);
 
     for (int k0 = 0; k0 < KW; k0 += MMA_KW) {
         _Pragma("unroll")
-        for (int s = 0; s < MMA_A_LOADS; ++s) As[MMA_SLOT(s)] = na[s];
+        for (int s = 0; s < MMA_A_PAIRS; ++s) {
+            const uint4 lo = na[s][0], hi = na[s][1];
+            As[MMA_SLOT(s)] = (uint4)(lo.x, hi.x, lo.y, hi.y);
+            As[MMA_A_UNITS + MMA_SLOT(s)] = (uint4)(lo.z, hi.z, lo.w, hi.w);
+        }
         _Pragma("unroll")
         for (int s = 0; s < MMA_B_LOADS; ++s) Bs[MMA_SLOT(s)] = nb[s];
         barrier(CLK_LOCAL_MEM_FENCE);
         if (k0 + MMA_KW < KW) {
             _Pragma("unroll")
-            for (int s = 0; s < MMA_A_LOADS; ++s) na[s] = MMA_LOAD(A, M, bm, k0 + MMA_KW, s);
+            for (int s = 0; s < MMA_A_PAIRS; ++s) {
+                na[s][0] = MMA_LOAD_PAIR(k0 + MMA_KW, s, 0);
+                na[s][1] = MMA_LOAD_PAIR(k0 + MMA_KW, s, 1);
+            }
             _Pragma("unroll")
             for (int s = 0; s < MMA_B_LOADS; ++s) nb[s] = MMA_LOAD(B, N, bn, k0 + MMA_KW, s);
         }
@@ -184,14 +207,14 @@ void bgemm_mma(const int M, const int N, const int KW, const int K,
         for (int j = 0; j < MMA_NF; ++j) fb[j] = Bs[(wcol + j * 8 + g) * MMA_QUARTERS + t];
         _Pragma("unroll")
         for (int i = 0; i < MMA_MF; ++i) {
-            const uint4 lo = As[(wrow + i * 16 + g) * MMA_QUARTERS + t];
-            const uint4 hi = As[(wrow + i * 16 + g + 8) * MMA_QUARTERS + t];
+            const int unit = ((wrow / 16 + i) * 8 + g) * 4 + t;
+            const uint4 fa0 = As[unit], fa1 = As[MMA_A_UNITS + unit];
             _Pragma("unroll")
             for (int j = 0; j < MMA_NF; ++j) {
                 MMA_B1(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3],
-                       lo.x, hi.x, lo.y, hi.y, fb[j].x, fb[j].y);
+                       fa0.x, fa0.y, fa0.z, fa0.w, fb[j].x, fb[j].y);
                 MMA_B1(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3],
-                       lo.z, hi.z, lo.w, hi.w, fb[j].z, fb[j].w);
+                       fa1.x, fa1.y, fa1.z, fa1.w, fb[j].z, fb[j].w);
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
