@@ -48,8 +48,13 @@ def bgemm(a: Tensor, b: Tensor) -> Tensor:
     """
     _check_operands(a, b, "bgemm")
     runtime = a.runtime
-    variant = registry.select("bgemm", runtime.profile, tensor_cores=tensor_cores.usable(runtime, _popcount_bgemm))
+    variant = registry.select("bgemm", runtime.profile, tensor_cores=tensor_cores_usable(runtime))
     return tensor_cores.bgemm_mma(a, b) if variant.tensor_cores else _bgemm(variant, a, b)
+
+
+def tensor_cores_usable(runtime) -> bool:
+    """Whether bgemm may take the 1-bit tensor cores on the runtime's device (probed once)."""
+    return tensor_cores.usable(runtime, _popcount_bgemm)
 
 
 def _popcount_bgemm(a: Tensor, b: Tensor) -> Tensor:
