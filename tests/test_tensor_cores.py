@@ -91,8 +91,18 @@ def _check_bgemm(runtime, rng, m=37, n=70, k=300):
     np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
 
 
+def test_probe_on_this_device(mma_runtime, rng):
+    # On NVIDIA's OpenCL the real probe: the PTX builds and equals the popcount kernel.
+    if not mma_runtime.quirks.inline_ptx:
+        pytest.skip(f"{mma_runtime.traits.name} takes no inline PTX (the probe is not attempted)")
+    assert ops.gemm.tensor_cores_usable(mma_runtime) is True
+    _check_bgemm(mma_runtime, rng, 300, 260, 4000)
+
+
 def test_probe_is_not_attempted_without_inline_ptx(mma_runtime, rng, monkeypatch):
     # PoCL, Intel's CPU runtime, Oclgrind: no probe, no tensor-core kernel, no PTX built.
+    if mma_runtime.quirks.inline_ptx:
+        pytest.skip(f"{mma_runtime.traits.name} takes inline PTX")
     def never(*args):
         raise AssertionError("the tensor-core kernel ran on a device without inline PTX")
     monkeypatch.setattr(tensor_cores, "bgemm_mma", never)
