@@ -2,8 +2,8 @@
 
 For each M x N x K: both paths' outputs compared bit for bit (with each other, and with NumPy
 on the first rows), then each timed alone: wall time of ``ops.bgemm`` plus ``queue.finish()``,
-median of ``--repeats`` calls after one warm-up (the rows' popcounts of the tensor-core path
-are computed on the first call and kept with the operands). The tensor-core path runs only
+median of ``--repeats`` calls after one warm-up (the tensor-core path's time includes counting
+A's rows; B's counts are kept from the warm-up, as a layer's weights' are). The tensor-core path runs only
 where the device passed the probe (espresso_cl/ops/tensor_cores.py); the popcount path is
 taken by telling the runtime the probe said no.
 

@@ -41,19 +41,18 @@ _lock = threading.Lock()
 
 
 def _row_popcounts(x: Tensor, variant) -> Tensor:
-    """int32 popcount of each row of bits x (kept with x: an op never writes into its inputs)."""
-    def make():
-        runtime = x.runtime
-        rows, kw = x.storage_shape
-        out = Tensor(runtime, (rows,), "int32")
-        launch(runtime, variant.file, variant.kernels[1], _defines(runtime, variant), (rows,), None,
-               rows, kw, x, out)
-        return out
-    return x.derived("row_popcounts", make)
+    """int32 popcount of each row of bits x."""
+    runtime = x.runtime
+    rows, kw = x.storage_shape
+    out = Tensor(runtime, (rows,), "int32")
+    launch(runtime, variant.file, variant.kernels[1], _defines(runtime, variant, kw), (rows,), None,
+           rows, kw, x, out)
+    return out
 
 
-def _defines(runtime, variant, **extra) -> dict:
-    defines = dict(variant.defines(runtime.profile), **extra)
+def _defines(runtime, variant, kw: int) -> dict:
+    """The file's defines for rows of kw words (both kernels share one program)."""
+    defines = dict(variant.defines(runtime.profile), MMA_VEC_LOADS=int(kw % 4 == 0))
     if runtime.quirks.inline_ptx:
         defines[registry.INLINE_PTX] = 1
     return defines
@@ -70,10 +69,12 @@ def bgemm_mma(a: Tensor, b: Tensor) -> Tensor:
         raise ValueError(f"profile {runtime.profile.name!r} has no tensor-core tiles (BinaryGemm.mma)")
     (m, k), n = a.shape, b.shape[0]
     kw = a.storage_shape[1]  # 32-bit words, whatever the profile's word width
-    pa, pb = _row_popcounts(a, variant), _row_popcounts(b, variant)
+    # B's counts are kept with B (the weights: no op writes into a tensor it was given). A's are
+    # counted every time: the im2col convolution rewrites its window rows between products.
+    pa = _row_popcounts(a, variant)
+    pb = b.derived("row_popcounts", lambda: _row_popcounts(b, variant))
     out = Tensor(runtime, (m, n), "int32")
-    defines = _defines(runtime, variant, MMA_VEC_LOADS=int(kw % 4 == 0))
-    launch(runtime, variant.file, variant.kernel, defines, *variant.grid(tiles, m, n),
+    launch(runtime, variant.file, variant.kernel, _defines(runtime, variant, kw), *variant.grid(tiles, m, n),
            m, n, kw, k, a, b, pa, pb, out)
     return out
 
