@@ -2,10 +2,11 @@
 
 A :class:`KernelVariant` says what a ``kernels/*.cl`` file computes, which ``__kernel``
 functions it holds, its launch-grid rule, which profiles can run it, whether it fuses the
-folded batch-norm + sign, and whether it exists only as x86 machine code (then Oclgrind cannot
-run it). The launchers (:mod:`espresso_cl.ops`), the planner (:mod:`espresso_cl.plan`), the
-Oclgrind coverage check and the tests ask :func:`select` / :func:`can_run` instead of looking
-at defines or kernel names. Pure Python: importable without pyopencl.
+folded batch-norm + sign, whether it exists only as x86 machine code (then Oclgrind cannot
+run it), and whether it needs the device's tensor-core probe to have passed. The launchers
+(:mod:`espresso_cl.ops`), the planner (:mod:`espresso_cl.plan`), the Oclgrind coverage check
+and the tests ask :func:`select` / :func:`can_run` instead of looking at defines or kernel
+names. Pure Python: importable without pyopencl.
 
 Adding a variant: its ``.cl`` file, one entry in :data:`VARIANTS`, and, if profiles should
 prefer it, its strategy name in their ``prefer`` tuples (:mod:`espresso_cl.tuning`).
