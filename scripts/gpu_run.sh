@@ -89,10 +89,10 @@ fi
 
 export ESPRESSO_DEVICE=gpu PYTHONUNBUFFERED=1
 # Time limits per step (seconds); together under 10 minutes with the setup above.
-STEP_TC=${STEP_TC:-120}
-STEP_SWEEP=${STEP_SWEEP:-150}
+STEP_TC=${STEP_TC:-90}
+STEP_SWEEP=${STEP_SWEEP:-180}
 STEP_NETWORKS=${STEP_NETWORKS:-120}
-STEP_TESTS=${STEP_TESTS:-180}
+STEP_TESTS=${STEP_TESTS:-150}
 status=0
 : >"$OUTDIR/steps.txt"
 step() {  # step NAME LIMIT LOG COMMAND...: run with a time limit, record the outcome
@@ -114,10 +114,11 @@ step() {  # step NAME LIMIT LOG COMMAND...: run with a time limit, record the ou
 #    through the probe's choice.
 step "tensor-core tests" "$STEP_TC" "$OUTDIR/tests-tensor-cores.log" \
     "$PY" -m pytest -q -p no:cacheprovider --junitxml "$OUTDIR/tests-tensor-cores.xml" tests/test_tensor_cores.py tests/test_bgemm.py
-# 2. The GEMM sweep: tensor cores against the popcount kernel, outputs compared bit for bit.
+# 2. The GEMM sweep: tensor cores against the popcount kernel, outputs compared bit for bit;
+#    then the CIFAR-10 CNN's convolutions at batch 64, direct and through im2col + ops.bgemm.
 step "GEMM sweep" "$STEP_SWEEP" "$OUTDIR/gemm-sweep.log" \
     "$PY" scripts/gpu_mma_sweep.py --shapes 4096,4096,4096 8192,8192,8192 1024,1024,4096 \
-    --repeats 10 --json "$OUTDIR/gemm-sweep.json" --markdown "$OUTDIR/gemm-sweep.md"
+    --repeats 10 --conv-batch 64 --json "$OUTDIR/gemm-sweep.json" --markdown "$OUTDIR/gemm-sweep.md"
 # 3. The networks (MLP, CIFAR-10 CNN) and their conv layers, against float mode and NumPy.
 step "network benchmarks" "$STEP_NETWORKS" "$OUTDIR/benchmarks.log" \
     "$PY" -m benchmarks --only mlp --only cnn --only conv --json "$OUTDIR/benchmarks.json" \
