@@ -112,6 +112,10 @@ class Quirks:
     # Planning launches each such variant once (espresso_cl/model.py), not the first call
     # that meets it.
     launch_compiles_past_grid: int | None = None
+    # Its OpenCL C compiler takes NVIDIA PTX as inline assembly (the 1-bit tensor cores'
+    # mma.sync in kernels/bgemm_mma.cl). Only such devices are given ESPRESSO_MMA_PTX = 1: no
+    # other compiler ever sees the assembly.
+    inline_ptx: bool = False
 
 
 QUIRKS = {
@@ -125,7 +129,7 @@ QUIRKS = {
     "pocl": Quirks(retry_empty_builds=True, huge_pages=True, malloc_buffers=True,
                    launch_compiles_past_grid=65535),
     "intel-cpu": Quirks(build_log_warnings_only=True),
-    "nvidia": Quirks(),
+    "nvidia": Quirks(inline_ptx=True),
     "other": Quirks(),
 }
 

@@ -2,10 +2,11 @@
 
 A :class:`KernelVariant` says what a ``kernels/*.cl`` file computes, which ``__kernel``
 functions it holds, its launch-grid rule, which profiles can run it, whether it fuses the
-folded batch-norm + sign, and whether it exists only as x86 machine code (then Oclgrind cannot
-run it). The launchers (:mod:`espresso_cl.ops`), the planner (:mod:`espresso_cl.plan`), the
-Oclgrind coverage check and the tests ask :func:`select` / :func:`can_run` instead of looking
-at defines or kernel names. Pure Python: importable without pyopencl.
+folded batch-norm + sign, whether it exists only as x86 machine code (then Oclgrind cannot
+run it), and whether it needs the device's tensor-core probe to have passed. The launchers
+(:mod:`espresso_cl.ops`), the planner (:mod:`espresso_cl.plan`), the Oclgrind coverage check
+and the tests ask :func:`select` / :func:`can_run` instead of looking at defines or kernel
+names. Pure Python: importable without pyopencl.
 
 Adding a variant: its ``.cl`` file, one entry in :data:`VARIANTS`, and, if profiles should
 prefer it, its strategy name in their ``prefer`` tuples (:mod:`espresso_cl.tuning`).
@@ -19,7 +20,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 from .intmath import ceil_div
-from .tuning import Profile, Tiles
+from .tuning import MmaTiles, Profile, Tiles
 
 
 def tiles_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
@@ -32,6 +33,17 @@ def tiles_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
 def blocks_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
     """One work-item per work-group, each a contiguous TM x TN block."""
     return (ceil_div(cols, tiles.tn), ceil_div(rows, tiles.tm)), (1, 1)
+
+
+def mma_grid(tiles: MmaTiles, rows: int, cols: int) -> tuple:
+    """One-dimensional work-groups of whole warps, each a block of the tensor-core tiles."""
+    bm, bn = tiles.block
+    return (ceil_div(cols, bn) * tiles.work_group, ceil_div(rows, bm)), (tiles.work_group, 1)
+
+
+# The define that turns the tensor-core variants' inline PTX on (kernels/bgemm_mma.cl). The host
+# sets it to 1 only for devices whose quirks take inline PTX (espresso_cl/device.py).
+INLINE_PTX = "ESPRESSO_MMA_PTX"
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +62,9 @@ class KernelVariant:
     fuses_threshold: bool = False
     zero_padding_only: bool = False
     x86_machine_code: bool = False  # AVX-512 code built only by PoCL on x86-64: not simulatable
+    # Runs only where the caller says the device's tensor-core probe passed
+    # (espresso_cl/ops/tensor_cores.py); its file has INLINE_PTX code.
+    tensor_cores: bool = False
 
     @property
     def kernel(self) -> str:
@@ -89,6 +104,10 @@ BITPLANES = 8
 _PLANES = (("PLANES", BITPLANES),)
 
 VARIANTS = (
+    # Before bgemm_tiled: the profiles with tensor-core tiles take it where the probe passed.
+    KernelVariant("bgemm_mma", "bgemm", "bgemm_mma.cl", ("bgemm_mma", "bgemm_row_popcounts"),
+                  lambda p: p.bgemm.mma is not None, mma_grid, tuned=lambda p: p.bgemm.mma,
+                  tensor_cores=True),
     KernelVariant("bgemm_tiled", "bgemm", "bgemm.cl", ("bgemm",),
                   lambda p: p.bgemm.kernel == "tiled", tiles_grid, tuned=lambda p: p.bgemm.tiles),
     KernelVariant("bgemm_cpu", "bgemm", "bgemm_cpu.cl", ("bgemm_cpu",), _cpu_blocks, blocks_grid,
@@ -157,10 +176,12 @@ def _order(op: str, profile: Profile) -> list:
 
 
 @functools.lru_cache(maxsize=1024)
-def select(op: str, profile: Profile, pad_value: str = "zero") -> KernelVariant:
-    """The variant that runs ``op`` under ``profile`` (for convolutions: with that padding)."""
+def select(op: str, profile: Profile, pad_value: str = "zero", tensor_cores: bool = False) -> KernelVariant:
+    """The variant that runs ``op`` under ``profile`` (for convolutions: with that padding);
+    ``tensor_cores``: the device's tensor-core probe passed (the runtime holds the answer)."""
     for variant in _order(op, profile):
-        if variant.runs_with(profile) and not (variant.zero_padding_only and pad_value != "zero"):
+        if (variant.runs_with(profile) and not (variant.zero_padding_only and pad_value != "zero")
+                and (tensor_cores or not variant.tensor_cores)):
             return variant
     raise ValueError(f"no kernel variant runs {op!r} under profile {profile.name!r}")
 
@@ -173,14 +194,18 @@ def can_run(op: str, profile: Profile, pad_value: str = "zero") -> bool:
                for v in VARIANTS)
 
 
-def file_defines(filename: str, profile: Profile) -> dict:
+def file_defines(filename: str, profile: Profile, inline_ptx: bool = False) -> dict:
     """The defines ``kernels/<filename>`` is built with under ``profile`` (before a launcher
-    narrows a block for a small problem): those of its first variant the profile runs."""
+    narrows a block for a small problem): those of its first variant the profile runs, with
+    INLINE_PTX = 1 for a tensor-core variant where ``inline_ptx`` (an NVIDIA device)."""
     variants = [v for v in VARIANTS if v.file == filename]
     if not variants:
         raise ValueError(f"no kernel variant lives in kernels/{filename}")
     chosen = next((v for v in variants if v.runs_with(profile)), variants[0])
-    return dict(chosen.defines(profile))
+    defines = dict(chosen.defines(profile))
+    if inline_ptx and chosen.tensor_cores:
+        defines[INLINE_PTX] = 1
+    return defines
 
 
 def launch_names(variants=VARIANTS) -> set:

@@ -45,6 +45,9 @@ class Runtime:
         # Launch variants this process has enqueued, where the device compiles on first launch
         # (Quirks.launch_compiles_past_grid): (file, kernel, defines, work-group, large grid).
         self.compiled_launches: set = set()
+        # Whether the 1-bit tensor-core GEMM may run here: None until its probe has run
+        # (espresso_cl/ops/tensor_cores.py, on the first GEMM of a profile that wants it).
+        self.tensor_cores: bool | None = None
 
     @property
     def kind(self) -> str:

@@ -38,13 +38,40 @@ class Tiles:
 
 
 @dataclass(frozen=True)
+class MmaTiles:
+    """The tensor-core GEMM's tiles (kernels/bgemm_mma.cl): a work-group of ``warps_m`` x
+    ``warps_n`` warps, each ``frags_m`` x ``frags_n`` m16n8k256 fragments (16 x 8 outputs)."""
+
+    warps_m: int = 2
+    warps_n: int = 4
+    frags_m: int = 4
+    frags_n: int = 4
+
+    @property
+    def work_group(self) -> int:
+        return 32 * self.warps_m * self.warps_n
+
+    @property
+    def block(self) -> tuple:
+        """(rows, columns) of C a work-group computes."""
+        return 16 * self.frags_m * self.warps_m, 8 * self.frags_n * self.warps_n
+
+    def defines(self) -> dict:
+        return {"MMA_WARPS_M": self.warps_m, "MMA_WARPS_N": self.warps_n,
+                "MMA_MF": self.frags_m, "MMA_NF": self.frags_n}
+
+
+@dataclass(frozen=True)
 class BinaryGemm:
     """``kernel``: "tiled" (bgemm.cl, one output per register slot, local-memory tiles on GPUs)
     or "cpu_blocks" (bgemm_cpu.cl, a TM x TN block of xnor_cpu.h register tiles per work-item);
-    each with fused batch-norm + sign and affine variants."""
+    each with fused batch-norm + sign and affine variants. ``mma``: tiles of the 1-bit
+    tensor-core GEMM (kernels/bgemm_mma.cl), which the profile prefers on devices whose
+    tensor-core probe passes (espresso_cl/ops/tensor_cores.py); None: never."""
 
     kernel: str
     tiles: Tiles
+    mma: MmaTiles | None = None
 
 
 @dataclass(frozen=True)
@@ -193,10 +220,12 @@ PROFILES = {
         bconv=replace(_CPU.bconv, prefer=("avx512", "im2col")),
         bitplane=replace(_CPU.bitplane, prefer=("avx512", "tiled"))),
     "cpu": _CPU,
-    # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items.
+    # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items;
+    # the 1-bit tensor cores where the device's probe passes.
     "gpu": Profile(
         "gpu", 32, kinds=("gpu",),
-        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True)),
+        # mma: 8 warps of 64 x 32 outputs (4 x 4 fragments), 128 x 128 per work-group.
+        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True), mma=MmaTiles(2, 4, 4, 4)),
         fgemm=FloatGemm(Tiles(4, 4, 16, 16, use_local=True)),
         bconv=BinaryConv(("direct",), Tiles(4, 4, 16, 16, use_local=True)),
         fconv=FloatConv(Tiles(4, 4, 16, 16, use_local=True)),

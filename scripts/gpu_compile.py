@@ -129,6 +129,10 @@ class Row:
     wg_from: str = "reqd_work_group_size"
     arch: dict = field(default_factory=dict)  # arch -> Resources
     sass_loops: dict = field(default_factory=dict)  # arch -> innermost loops' opcode counts
+    # Main kernels of tensor-core variants: arch -> count of tensor-core opcodes in the SASS
+    # (empty when nvdisasm is missing).
+    expects_tensor_cores: bool = False
+    tensor_ops: dict = field(default_factory=dict)
 
 
 def occupancy(res: Resources, threads: int, sm: SM) -> None:
@@ -225,6 +229,27 @@ def sass_loops(sass: str) -> dict[str, list[dict]]:
     return result
 
 
+TENSOR_OPCODES = re.compile(r"^[BI]MMA")
+
+
+def sass_opcodes(sass: str) -> dict[str, dict[str, int]]:
+    """Function name -> opcode histogram of its whole SASS (opcodes with their modifiers)."""
+    result = {}
+    for section in re.split(r"^\s*\.section\s+\.text\.", sass, flags=re.MULTILINE)[1:]:
+        name = section.split(",", 1)[0].strip()
+        hist: dict[str, int] = {}
+        for _, op, rest in _SASS.findall(section):
+            full = op + re.match(r"(\.[A-Z0-9_.]+)?", rest).group(0)
+            hist[full] = hist.get(full, 0) + 1
+        result[name] = hist
+    return result
+
+
+def _tensor_core_kernels(filename: str) -> set[str]:
+    """The main kernels of the tensor-core variants in kernels/<filename>."""
+    return {v.kernel for v in registry.VARIANTS if v.file == filename and v.tensor_cores}
+
+
 def _portable_sources() -> list[Path]:
     """The kernel files that are not x86 machine code (espresso_cl.registry)."""
     return sorted({KERNELS / v.file for v in registry.VARIANTS if not v.x86_machine_code})
@@ -252,9 +277,11 @@ def compile_file(path: Path, defines: dict, tools: dict, workdir: Path,
     if proc.stderr.strip():
         warnings.append(f"{path.name}: clang warnings:\n{proc.stderr}")
     rows = {}
+    tensor_kernels = _tensor_core_kernels(path.name)
     for kernel, wg in reqd_work_groups(ir.read_text()).items():
         rows[kernel] = Row(path.name, kernel, wg or [ASSUMED_WG, 1, 1],
-                           "reqd_work_group_size" if wg else "driver (assumed)")
+                           "reqd_work_group_size" if wg else "driver (assumed)",
+                           expects_tensor_cores=kernel in tensor_kernels)
     for arch in ARCHS:
         ptx = workdir / f"{path.stem}.{arch}.ptx"
         cubin = workdir / f"{path.stem}.{arch}.cubin"
@@ -268,11 +295,11 @@ def compile_file(path: Path, defines: dict, tools: dict, workdir: Path,
             errors.append(f"{path.name} ({arch}): ptxas failed:\n{proc.stderr}")
             continue
         found = parse_ptxas(proc.stdout + proc.stderr)
-        loops = {}
-        if sass and tools.get("nvdisasm"):
+        loops, opcodes = {}, {}
+        if (sass or tensor_kernels) and tools.get("nvdisasm"):
             dis = _run([tools["nvdisasm"], "-c", str(cubin)])
             (workdir / f"{path.stem}.{arch}.sass").write_text(dis.stdout)
-            loops = sass_loops(dis.stdout)
+            loops, opcodes = sass_loops(dis.stdout), sass_opcodes(dis.stdout)
         for kernel, row in rows.items():
             if kernel not in found:
                 errors.append(f"{path.name} ({arch}): ptxas reported nothing for {kernel}")
@@ -280,8 +307,10 @@ def compile_file(path: Path, defines: dict, tools: dict, workdir: Path,
             res = found[kernel]
             occupancy(res, row.work_group[0] * row.work_group[1] * row.work_group[2], LIMITS[arch])
             row.arch[arch] = res
-            if kernel in loops:
+            if kernel in loops and sass:
                 row.sass_loops[arch] = loops[kernel]
+            if row.expects_tensor_cores and kernel in opcodes:
+                row.tensor_ops[arch] = {op: n for op, n in opcodes[kernel].items() if TENSOR_OPCODES.match(op)}
     return list(rows.values()), errors, warnings
 
 
@@ -295,6 +324,8 @@ def problems(rows: list[Row]) -> list[str]:
                            f"stored / {res.spill_loads} loaded")
             if res.blocks_per_sm == 0:
                 out.append(f"{row.file}:{row.kernel} ({arch}) cannot launch: {res.limiter} exceeded")
+            if row.expects_tensor_cores and arch in row.tensor_ops and not row.tensor_ops[arch]:
+                out.append(f"{row.file}:{row.kernel} ({arch}) has no tensor-core instruction (BMMA/IMMA) in its SASS")
     return out
 
 
@@ -359,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 4) as pool:
             results = list(pool.map(
-                lambda p: compile_file(p, registry.file_defines(p.name, profile), tools, workdir, args.sass),
+                lambda p: compile_file(p, registry.file_defines(p.name, profile, inline_ptx=True), tools, workdir,
+                                       args.sass),
                 sources))
 
     rows = [row for file_rows, _, _ in results for row in file_rows]
@@ -367,6 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     for message in errors + [m for _, _, file_warnings in results for m in file_warnings]:
         print(message, file=sys.stderr)
     print(_plain(rows, args.profile))
+    for row in rows:
+        if row.expects_tensor_cores:
+            found = "; ".join(f"{arch} " + (", ".join(f"{op} {n}" for op, n in ops.items()) or "none")
+                              for arch, ops in row.tensor_ops.items())
+            print(f"{row.file}:{row.kernel} tensor-core instructions: "
+                  + (found or "not checked (no nvdisasm: pip install nvidia-cuda-nvdisasm)"))
     if args.sass:
         for row in rows:
             for arch, loops in row.sass_loops.items():
@@ -376,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "profile": args.profile, "limits": {a: asdict(s) for a, s in LIMITS.items()},
-            "kernels": [dict(asdict(r), defines=registry.file_defines(r.file, profile)) for r in rows],
+            "kernels": [dict(asdict(r), defines=registry.file_defines(r.file, profile, inline_ptx=True))
+                        for r in rows],
         }, indent=1) + "\n")
     if args.markdown:
         args.markdown.write_text(markdown(rows, args.profile))

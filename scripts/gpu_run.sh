@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# One command for a machine with an NVIDIA GPU: the test suite and the benchmark suite on the
-# GPU through NVIDIA's OpenCL driver, with everything written to one folder.
+# One command for a machine with an NVIDIA GPU, under 10 minutes: the tensor-core GEMM's tests
+# and probe, the GEMM sweep (1-bit tensor cores against the popcount kernel, 4096^3 and
+# 8192^3), the networks' benchmarks and the test suite, on the GPU through NVIDIA's OpenCL
+# driver, with everything written to one folder. Each step has its own time limit (STEP_*
+# below, seconds), in order of importance, so a slow step cannot take the evidence of the next.
 #
-#   scripts/gpu_run.sh [OUTDIR]        (default artifacts/gpu-run-<date>)
+#   scripts/gpu_run.sh [OUTDIR]        (default docs/results/gpu-run-<date>)
 #
 # Python packages come from wheels carried in $WHEELS (default wheels/), never from the
 # network; packages the machine's python3 already has (numpy, pytest, matplotlib) are used
@@ -10,15 +13,16 @@
 #   python3 -m pip download --only-binary=:all: --python-version 3.12 \
 #       --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
 #       --platform manylinux_2_17_x86_64 \
-#       --platform manylinux2014_x86_64 -d wheels pyopencl pytest matplotlib threadpoolctl \
+#       --platform manylinux2014_x86_64 -d wheels pyopencl pytest pytest-xdist matplotlib threadpoolctl \
 #       onnx onnxruntime-gpu
 # Environment: PYTHON (default python3), WHEELS, VENV (default /tmp/espresso_cl-gpu-venv).
-# Exit status: 0 when the tests and the benchmarks passed, 1 otherwise (or when no GPU is
-# found); once the GPU is found both always run, so one run gives all the evidence.
+# Exit status: 0 when every step passed, 1 otherwise (or when no GPU is found); once the GPU is
+# found every step runs, so one run gives all the evidence. No `set -e` for that reason: each
+# step's status is recorded in OUTDIR/steps.txt instead.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-OUTDIR=${1:-artifacts/gpu-run-$(date +%Y%m%d-%H%M%S)}
+OUTDIR=${1:-docs/results/gpu-run-$(date +%Y%m%d-%H%M%S)}
 PYTHON=${PYTHON:-python3}
 WHEELS=${WHEELS:-wheels}
 VENV=${VENV:-/tmp/espresso_cl-gpu-venv}
@@ -91,13 +95,48 @@ print(describe_devices()); print('chosen:', get_runtime('gpu').describe())" >>"$
 fi
 
 export ESPRESSO_DEVICE=gpu PYTHONUNBUFFERED=1
+# Time limits per step (seconds); together under 10 minutes with the setup above.
+STEP_TC=${STEP_TC:-90}
+STEP_SWEEP=${STEP_SWEEP:-180}
+STEP_NETWORKS=${STEP_NETWORKS:-120}
+STEP_TESTS=${STEP_TESTS:-150}
 status=0
-say "tests (ESPRESSO_DEVICE=gpu) -> $OUTDIR/tests.log"
-# The wheel test builds and installs a wheel from PyPI, which such a machine cannot reach.
-"$PY" -m pytest -q -m "not wheel" -p no:cacheprovider --junitxml "$OUTDIR/tests.xml" tests/ 2>&1 \
-    | tee "$OUTDIR/tests.log" || status=1
-say "benchmarks -> $OUTDIR/benchmarks.json, $OUTDIR/benchmarks.png"
-"$PY" -m benchmarks --json "$OUTDIR/benchmarks.json" --chart "$OUTDIR/benchmarks.png" 2>&1 \
-    | tee "$OUTDIR/benchmarks.log" || status=1
+: >"$OUTDIR/steps.txt"
+step() {  # step NAME LIMIT LOG COMMAND...: run with a time limit, record the outcome
+    local name=$1 limit=$2 log=$3 rc
+    shift 3
+    say "$name (limit ${limit} s) -> $log"
+    timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
+    rc=$?
+    tail -n 3 "$log" >&2
+    case $rc in
+        0) echo "$name: passed" >>"$OUTDIR/steps.txt" ;;
+        124|137) echo "$name: TIMED OUT after ${limit} s" >>"$OUTDIR/steps.txt"; status=1 ;;
+        *) echo "$name: FAILED (exit $rc)" >>"$OUTDIR/steps.txt"; status=1 ;;
+    esac
+}
+
+# 1. The tensor-core GEMM: its tests (the mma.sync kernel bit-exact against NumPy on ragged
+#    shapes, the probe on this device, the fallback) and bgemm's, whose GPU profile now runs
+#    through the probe's choice.
+step "tensor-core tests" "$STEP_TC" "$OUTDIR/tests-tensor-cores.log" \
+    "$PY" -m pytest -q -p no:cacheprovider --junitxml "$OUTDIR/tests-tensor-cores.xml" tests/test_tensor_cores.py tests/test_bgemm.py
+# 2. The GEMM sweep: tensor cores against the popcount kernel, outputs compared bit for bit;
+#    then the CIFAR-10 CNN's convolutions at batch 64, direct and through im2col + ops.bgemm.
+step "GEMM sweep" "$STEP_SWEEP" "$OUTDIR/gemm-sweep.log" \
+    "$PY" scripts/gpu_mma_sweep.py --shapes 4096,4096,4096 8192,8192,8192 1024,1024,4096 \
+    --repeats 10 --conv-batch 64 --json "$OUTDIR/gemm-sweep.json" --markdown "$OUTDIR/gemm-sweep.md"
+# 3. The networks (MLP, CIFAR-10 CNN) and their conv layers, against float mode and NumPy.
+step "network benchmarks" "$STEP_NETWORKS" "$OUTDIR/benchmarks.log" \
+    "$PY" -m benchmarks --only mlp --only cnn --only conv --json "$OUTDIR/benchmarks.json" \
+    --chart "$OUTDIR/benchmarks.png"
+# 4. The test suite (the wheel test builds and installs a wheel from PyPI, which such a machine
+#    cannot reach).
+#    pytest-xdist, where present, spreads it over 8 processes.
+XDIST=()
+"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n 8)
+step "test suite" "$STEP_TESTS" "$OUTDIR/tests.log" \
+    "$PY" -m pytest -q "${XDIST[@]}" -m "not wheel" -p no:cacheprovider --junitxml "$OUTDIR/tests.xml" tests/
+cat "$OUTDIR/steps.txt" >&2
 say "done (status $status): $OUTDIR"
 exit $status

@@ -49,6 +49,12 @@ def test_every_kernel_compiles_for_sm80_and_sm90_without_spill(tmp_path):
     bgemm = next(row for row in kernels if row["kernel"] == "bgemm")
     defines = bgemm["defines"]
     assert bgemm["work_group"] == [defines["WG_N"], defines["WG_M"], 1]
+    # The tensor-core GEMM, compiled with its inline PTX: BMMA in the SASS where nvdisasm is found.
+    mma = next(row for row in kernels if row["kernel"] == "bgemm_mma")
+    assert mma["expects_tensor_cores"] and mma["defines"][registry.INLINE_PTX] == 1
+    if gpu_compile.find_tools()[0]["nvdisasm"]:
+        for arch in gpu_compile.ARCHS:
+            assert any(op.startswith("BMMA") for op in mma["tensor_ops"][arch]), mma["tensor_ops"]
 
 
 @pytest.mark.parametrize("regs, threads, smem, blocks, limiter", [
@@ -104,3 +110,19 @@ def test_sass_innermost_loops():
 """
     loops = gpu_compile.sass_loops(sass)["k"]
     assert loops == [{"start": "0010", "end": "0020", "opcodes": {"POPC": 1, "BRA": 1}}]
+
+
+def test_sass_opcodes_and_a_tensor_core_kernel_without_bmma():
+    sass = """        .section        .text.k,"ax",@progbits
+        /*0000*/                   LDS.128 R4, [R2] ;
+        /*0010*/                   BMMA.168256.AND.POPC R8, R4, R12, R8 ;
+        /*0020*/                   BMMA.168256.AND.POPC R8, R4, R14, R8 ;
+        /*0030*/               @P0 BRA `(.L_x_1) ;
+"""
+    assert gpu_compile.sass_opcodes(sass) == {"k": {"LDS.128": 1, "BMMA.168256.AND.POPC": 2, "BRA": 1}}
+    res = gpu_compile.Resources(registers=128, blocks_per_sm=1)
+    row = gpu_compile.Row("f.cl", "k", [256, 1, 1], arch={"sm_90": res}, expects_tensor_cores=True,
+                          tensor_ops={"sm_90": {}})
+    assert gpu_compile.problems([row]) == ["f.cl:k (sm_90) has no tensor-core instruction (BMMA/IMMA) in its SASS"]
+    row.tensor_ops = {"sm_90": {"BMMA.168256.AND.POPC": 2}}
+    assert gpu_compile.problems([row]) == []

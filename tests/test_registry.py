@@ -36,6 +36,28 @@ def test_x86_variants_are_the_files_guarded_for_avx512():
         if not any(v.x86_machine_code and name.startswith(v.file + ":") for v in registry.VARIANTS)}
 
 
+def test_tensor_core_variants_are_the_files_guarded_for_inline_ptx():
+    for variant in registry.VARIANTS:
+        source = (kernel_dir() / variant.file).read_text()
+        assert variant.tensor_cores == (f"#if {registry.INLINE_PTX}" in source), variant.name
+        # Inline assembly only inside the guard's branch.
+        assert all(guarded for line, guarded in _guarded_lines(source) if "asm" in line.split("/*")[0])
+
+
+def _guarded_lines(source: str):
+    """(line, whether it is inside the ``#if INLINE_PTX`` branch) for each line of a .cl file."""
+    stack = []  # per open #if: whether its current branch is the guard's
+    for line in source.splitlines():
+        directive = line.strip()
+        if directive.startswith("#if"):
+            stack.append(directive == f"#if {registry.INLINE_PTX}")
+        elif directive.startswith(("#else", "#elif")) and stack:
+            stack[-1] = False
+        elif directive.startswith("#endif") and stack:
+            stack.pop()
+        yield line, any(stack)
+
+
 @pytest.mark.parametrize("profile, pad, expected", [
     ("cpu-avx512", "zero", "bconv2d_avx512"),
     ("cpu-avx512", "one", "bconv2d_im2col"),
@@ -74,7 +96,12 @@ def test_every_file_gets_the_tiles_and_constants_it_needs(profile):
     for variant in registry.VARIANTS:
         defines = registry.file_defines(variant.file, p)
         assert defines["WORD_BITS"] == p.word_bits
-        if variant.tuned is not None:
+        if variant.tensor_cores:
+            if variant.runs_with(p):
+                assert {"MMA_WARPS_M", "MMA_WARPS_N", "MMA_MF", "MMA_NF"} <= set(defines), variant.name
+            assert registry.INLINE_PTX not in defines  # only for NVIDIA devices
+            assert registry.file_defines(variant.file, p, inline_ptx=True)[registry.INLINE_PTX] == 1
+        elif variant.tuned is not None:
             assert {"TM", "TN", "WG_M", "WG_N"} <= set(defines), variant.name
         if "bitplane" in variant.file:
             assert defines["PLANES"] == registry.BITPLANES

@@ -1,4 +1,5 @@
-"""Launchers of the XNOR GEMM (kernels/bgemm.cl, kernels/bgemm_cpu.cl) and kernels/fgemm.cl."""
+"""Launchers of the XNOR GEMM (kernels/bgemm.cl, kernels/bgemm_cpu.cl, and through
+ops/tensor_cores.py kernels/bgemm_mma.cl) and kernels/fgemm.cl."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from .. import registry
 from ..intmath import ceil_div, round_up, size_bucket
 from ..tensor import Tensor
 from ..tuning import Tiles
+from . import tensor_cores
 from .launch import launch
 from .pack import check_thresholds
 
@@ -58,9 +60,24 @@ def bgemm(a: Tensor, b: Tensor) -> Tensor:
     """
     _check_operands(a, b, "bgemm")
     runtime = a.runtime
+    variant = registry.select("bgemm", runtime.profile, tensor_cores=tensor_cores_usable(runtime))
+    return tensor_cores.bgemm_mma(a, b) if variant.tensor_cores else _bgemm(variant, a, b)
+
+
+def tensor_cores_usable(runtime) -> bool:
+    """Whether bgemm may take the 1-bit tensor cores on the runtime's device (probed once)."""
+    return tensor_cores.usable(runtime, _popcount_bgemm)
+
+
+def _popcount_bgemm(a: Tensor, b: Tensor) -> Tensor:
+    """bgemm on the variant the profile runs without tensor cores (the probe's reference)."""
+    return _bgemm(registry.select("bgemm", a.runtime.profile), a, b)
+
+
+def _bgemm(variant, a: Tensor, b: Tensor) -> Tensor:
+    runtime = a.runtime
     profile = runtime.profile
     (m, k), n = a.shape, b.shape[0]
-    variant = registry.select("bgemm", profile)
     tiles = _cpu_block(runtime, m, n, fused=False) if variant.grid is registry.blocks_grid \
         else variant.tuning(profile)
     out = Tensor(runtime, (m, n), "int32")
