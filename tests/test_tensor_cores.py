@@ -170,3 +170,22 @@ def test_failed_probe_falls_back_to_popcount_with_one_warning(mma_runtime, rng, 
     assert len(caught) == 1
     assert mma_runtime.tensor_cores is False
     assert len(calls) == 1  # the probe stopped at its first failure, and the GEMMs ran without it
+
+
+def test_a_probe_met_while_planning_a_model_still_runs_for_real(mma_runtime, rng, monkeypatch):
+    # A model's first call plans in dry runs (nothing enqueued): the probe that the first GEMM
+    # starts there must still compare real results, and pass.
+    import warnings
+
+    import espresso_cl as ec
+    from espresso_cl.reference.network import forward
+
+    _as_nvidia(monkeypatch, mma_runtime)
+    layers = [ec.BinaryDense(40), ec.BatchNorm(), ec.Sign(), ec.BinaryDense(130)]
+    model = ec.Sequential(layers, input_shape=(70,), runtime=mma_runtime).initialize(seed=3)
+    x = rng.standard_normal((5, 70)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tensor_cores.TensorCoreWarning)
+        out = model.predict(x)
+    assert mma_runtime.tensor_cores is True
+    np.testing.assert_array_equal(out, forward(model.layers, x).astype(np.int32))

@@ -105,7 +105,9 @@ def usable(runtime, popcount_bgemm: Callable[[Tensor, Tensor], Tensor]) -> bool:
     """Whether the tensor-core variant may run on ``runtime``'s device: the probe's answer,
     found on first use and held by the runtime. ``popcount_bgemm`` runs the popcount kernel."""
     if runtime.tensor_cores is None:
-        with _lock:
+        # A real run, whatever this thread is doing (a dry run computes nothing to compare,
+        # and a launch list being recorded must not take the probe's launches).
+        with _lock, runtime.captured():
             if runtime.tensor_cores is None:
                 runtime.tensor_cores = _probe(runtime, popcount_bgemm)
     return runtime.tensor_cores
