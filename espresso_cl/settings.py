@@ -7,6 +7,8 @@
 | ``ESPRESSO_KERNEL_TIMING`` | ``1``: every launch waits for its kernel and records its time | off |
 | ``ESPRESSO_KERNEL_LOG`` | file the test session appends the launched kernels to (Oclgrind coverage) | none |
 | ``ESPRESSO_INTEL_OPENCL`` | ``0``/``off``/``false``/``no``: do not register Intel's CPU runtime | on |
+| ``ESPRESSO_TUNING_DB`` | the per-user tuning database (:mod:`espresso_cl.tuning_db`) | ``$XDG_CACHE_HOME/espresso_cl/tuning.json`` (``~/.cache``) |
+| ``ESPRESSO_TUNED`` | ``0``/``off``/``false``/``no``: ignore tuned entries (user and shipped), use the hand-set profiles | on |
 
 Each is read when it is needed, not at import, so a test may set one with ``monkeypatch``.
 Pure Python: importable without pyopencl.
@@ -21,6 +23,8 @@ PROFILE = "ESPRESSO_PARAMS"
 KERNEL_TIMING = "ESPRESSO_KERNEL_TIMING"
 KERNEL_LOG = "ESPRESSO_KERNEL_LOG"
 INTEL_OPENCL = "ESPRESSO_INTEL_OPENCL"
+TUNING_DB = "ESPRESSO_TUNING_DB"
+TUNED = "ESPRESSO_TUNED"
 
 _OFF = ("0", "off", "false", "no")
 
@@ -49,3 +53,17 @@ def kernel_log(environ=os.environ) -> str:
 
 def intel_registration_off(environ=os.environ) -> bool:
     return environ.get(INTEL_OPENCL, "").strip().lower() in _OFF
+
+
+def tuning_db_path(environ=os.environ) -> str:
+    """The per-user tuning database: ``$ESPRESSO_TUNING_DB``, else ``tuning.json`` in the user
+    cache (``$XDG_CACHE_HOME`` or ``~/.cache``) under ``espresso_cl/``."""
+    explicit = environ.get(TUNING_DB, "").strip()
+    if explicit:
+        return os.path.expanduser(explicit)
+    base = environ.get("XDG_CACHE_HOME", "").strip() or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "espresso_cl", "tuning.json")
+
+
+def tuned_entries_off(environ=os.environ) -> bool:
+    return environ.get(TUNED, "").strip().lower() in _OFF
