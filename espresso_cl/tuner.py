@@ -135,6 +135,8 @@ _LOCAL_WORDS = AtMost((("tiles.wg_m", "tiles.tm", "tiles.tk", "word_bytes"),
                        ("tiles.wg_n", "tiles.tn", "tiles.tk", "word_bytes")), "local_mem_bytes")
 _CPU_TILED = {"tiles.tm": (1, 2, 4, 8), "tiles.tn": (1, 2, 4, 8), "tiles.wg_m": (1, 2, 4),
               "tiles.wg_n": (1, 2, 4, 8, 16), "tiles.use_local": (False,)}
+_CPU_LOCAL = {"tiles.tm": (2, 4, 8), "tiles.tn": (2, 4, 8), "tiles.wg_m": (1, 4, 8, 16),
+              "tiles.wg_n": (8, 16, 32), "tiles.use_local": (True,), "tiles.tk": (16, 32, 64)}
 _GPU_TILED = {"tiles.tm": (2, 4, 8), "tiles.tn": (2, 4, 8), "tiles.wg_m": (8, 16), "tiles.wg_n": (8, 16, 32),
               "tiles.use_local": (True, False), "tiles.tk": (8, 16, 32)}
 _FLOAT_KV = {"kv": (1, 4, 8, 16)}
@@ -145,7 +147,10 @@ SPACES = {
         "cpu": (Space({"kernel": ("cpu_blocks",), "tiles.tm": (2, 3, 4, 6, 8, 12, 24),
                        "tiles.tn": (4, 8, 16, 32, 64), "tiles.wg_m": (1,), "tiles.wg_n": (1,)},
                       (MultipleOf("tiles.tm", "xnor_rows"), MultipleOf("tiles.tn", "xnor_cols"))),
-                Space(dict(_CPU_TILED, kernel=("tiled",)), (_WORK_GROUP, _REGISTERS))),
+                Space(dict(_CPU_TILED, kernel=("tiled",)), (_WORK_GROUP, _REGISTERS)),
+                # Local tiles on a CPU: Intel's runtime runs 16-wide groups as SIMD lanes, which
+                # then read B from a cached local tile instead of gathering from global memory.
+                Space(dict(_CPU_LOCAL, kernel=("tiled",)), (_WORK_GROUP, _REGISTERS, _LOCAL_WORDS))),
         "other": (Space(dict(_GPU_TILED, kernel=("tiled",)), (_WORK_GROUP, _REGISTERS, _LOCAL_WORDS)),),
     },
     "fgemm": {
