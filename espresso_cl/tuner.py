@@ -10,8 +10,10 @@ family's representative shapes (the networks' layer shapes, the 1024 x 1024 x 40
 fixed inputs; its output must equal the hand-set profile's bit for bit (the float families get
 small integer inputs, whose sums are exact in any order), or it is rejected. A candidate that
 fails to build or to run is skipped. Times are medians of samples after a warm-up call, and
-the winner is timed again against the hand-set profile, alternately, before it is kept: it
-must beat it by :data:`MIN_GAIN` on the geometric mean over the shapes.
+each candidate is compared with the hand-set profile as timed at most :data:`REBASE_EVERY`
+candidates before (a shared machine's load drifts). The winner is timed again against the
+hand-set profile, alternately, before it is kept: it must beat it by :data:`MIN_GAIN` on the
+geometric mean over the shapes.
 
 The search of a family stops at its share of the time budget; the candidates are tried in a
 fixed pseudo-random order (CLBlast's random search), so a bounded search samples the whole space.
@@ -37,6 +39,7 @@ from .tensor import Tensor
 from .tuning import Profile
 
 MIN_GAIN = 1.03  # below this, a timing difference on a shared machine is noise: keep the hand-set values
+REBASE_EVERY = 4  # candidates between timings of the hand-set values, whom each is compared with
 
 
 # -- search spaces, as data ------------------------------------------------------------------
@@ -353,6 +356,8 @@ def tune_family(runtime, family: str, base: Profile, shapes, spaces, budget_s: f
             continue
         seen.add(getattr(profile, family))
         result.tried += 1
+        if result.tried % REBASE_EVERY == 0:  # the machine's load drifts: a fresh yardstick
+            base_times = _outputs_and_times(runtime, base, shapes, inputs, timer)[1]
         try:
             outputs, times = _outputs_and_times(runtime, profile, shapes, inputs, timer)
         except Exception as exc:  # a build or launch failure of this candidate only
