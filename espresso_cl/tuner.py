@@ -142,7 +142,7 @@ _CPU_LOCAL = {"tiles.tm": (2, 4, 8), "tiles.tn": (2, 4, 8), "tiles.wg_m": (1, 4,
               "tiles.wg_n": (8, 16, 32), "tiles.use_local": (True,), "tiles.tk": (16, 32, 64)}
 _GPU_TILED = {"tiles.tm": (2, 4, 8), "tiles.tn": (2, 4, 8), "tiles.wg_m": (8, 16), "tiles.wg_n": (8, 16, 32),
               "tiles.use_local": (True, False), "tiles.tk": (8, 16, 32)}
-_FLOAT_KV = {"kv": (1, 4, 8, 16)}
+_FLOAT_KV = {"kv": (1, 4, 8)}  # float_cpu.h: 1, 4 or 8 lanes
 
 # Per family: the spaces searched on CPU devices and on others.
 SPACES = {
@@ -302,6 +302,7 @@ class FamilyResult:
     tried: int = 0
     rejected: list = field(default_factory=list)  # (values, why): failed to build/run, or mismatched
     stopped_by_budget: bool = False
+    searched: tuple = ()      # the parameter paths the spaces name (what the table shows)
 
     @property
     def gain(self) -> float:
@@ -343,7 +344,8 @@ def tune_family(runtime, family: str, base: Profile, shapes, spaces, budget_s: f
     expected, base_times = _outputs_and_times(runtime, base, shapes, inputs, timer)
     hand_set = getattr(base, family)
     result = FamilyResult(family, asdict(hand_set), None, [s.label for s in shapes],
-                          [s.macs / t / 1e9 for s, t in zip(shapes, base_times)], [])
+                          [s.macs / t / 1e9 for s, t in zip(shapes, base_times)], [],
+                          searched=tuple(dict.fromkeys(p for space in spaces for p in space.parameters)))
     deadline = clock() + budget_s
     best = None  # (score, profile, values)
     seen = {hand_set}
@@ -439,9 +441,12 @@ def _flat(values: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _short(values: dict, hand_set: dict | None = None) -> str:
-    """The fields of ``values`` that differ from ``hand_set`` (all where there is none)."""
+def _short(values: dict, hand_set: dict | None = None, shown=()) -> str:
+    """The fields of ``values`` that differ from ``hand_set``; where there is none, those
+    named in ``shown`` (all if empty)."""
     flat = _flat(values)
+    if shown and hand_set is None:
+        flat = {k: v for k, v in flat.items() if k in shown}
     if hand_set is not None:
         base = _flat(hand_set)
         flat = {k: v for k, v in flat.items() if base.get(k) != v}
@@ -455,7 +460,7 @@ def table(results) -> str:
              "| --- | --- | --- | ---: | --- | ---: | ---: |"]
     for r in results:
         for i, label in enumerate(r.shapes):
-            hand = _short(r.hand_set) if i == 0 else ""
+            hand = _short(r.hand_set, shown=r.searched) if i == 0 else ""
             tuned = ("" if i else _short(r.tuned, r.hand_set)) if r.tuned is not None else ("" if i else "(kept)")
             lines.append(f"| {r.family if i == 0 else ''} | {label} | {hand} | {r.hand_set_rates[i]:.1f} | "
                          f"{tuned} | {r.tuned_rates[i]:.1f} | {r.tuned_rates[i] / r.hand_set_rates[i]:.2f}x |")

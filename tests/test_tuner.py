@@ -11,6 +11,7 @@ import pytest
 
 from espresso_cl import cli, ops, reference, settings, tuner, tuning, tuning_db
 from espresso_cl.runtime import Runtime
+from espresso_cl.tensor import Tensor
 from espresso_cl.tuner import AtMost, MultipleOf, Needs, Space
 from kernel_cases import sign_pm1, to_bits
 
@@ -212,3 +213,41 @@ def test_tune_refuses_an_unknown_family(capsys):
     with pytest.raises(SystemExit):
         cli.main(["tune", "--families", "bgemm,softmax"])
     assert "families are" in capsys.readouterr().err
+
+
+def test_shipped_entries_name_real_fields():
+    for entry in tuning_db.read(tuning_db.SHIPPED):
+        profile = tuning.with_overrides(tuning.PROFILES[entry["profile"]], entry["overrides"])
+        assert set(entry["overrides"]) <= set(tuning.FAMILIES) and profile.name.endswith(tuning.TUNED_SUFFIX)
+
+
+def _shipped_profile(runtime):
+    """The hand-set profile with this device's shipped entry laid over it (skip if none)."""
+    base = _hand_set(runtime)
+    for entry in tuning_db.read(tuning_db.SHIPPED):
+        if entry["device"] == tuning_db.device_key(runtime.traits.identity) and entry["profile"] == base.name:
+            return tuning.with_overrides(base, entry["overrides"])
+    pytest.skip(f"no shipped tuning entry for {runtime.traits.describe()} ({base.name})")
+
+
+# Awkward shapes: batch 1 and odd, channels that fill no word, 'same' and 'valid', stride 2.
+@pytest.mark.parametrize("n, h, w, c, oc, stride, padding",
+                         [(1, 5, 7, 3, 5, "1", "same"), (3, 9, 6, 37, 33, "2", "valid"), (2, 8, 8, 64, 70, "1", "same")])
+def test_this_devices_shipped_entry_is_bit_exact(runtime, rng, n, h, w, c, oc, stride, padding):
+    tuned = Runtime(runtime.device, profile=_shipped_profile(runtime))
+    stride = int(stride)
+    a, b = sign_pm1(rng, (n * h, w * c + 1)), sign_pm1(rng, (oc, w * c + 1))
+    np.testing.assert_array_equal(ops.bgemm(to_bits(tuned, a), to_bits(tuned, b)).numpy(), reference.xnor_gemm(a, b))
+    x, f = sign_pm1(rng, (n, h, w, c)), sign_pm1(rng, (oc, 3, 3, c))
+    np.testing.assert_array_equal(ops.bconv2d(to_bits(tuned, x), to_bits(tuned, f), stride, padding).numpy(),
+                                  reference.conv2d(x, f, stride, padding, 0))
+    pixels = rng.integers(0, 256, (n, h, w, c)).astype(np.uint8)
+    got = ops.bitplane_conv2d(Tensor.from_numpy(tuned, pixels, "uint8"), to_bits(tuned, f), stride, padding)
+    np.testing.assert_array_equal(got.numpy(), reference.conv2d(pixels, f, stride, padding, 0))
+    # Float paths on small integers: exact whatever the summation order.
+    xf, ff = rng.integers(-2, 3, (n, h, w, c)).astype(np.float32), rng.integers(-2, 3, (oc, 3, 3, c)).astype(np.float32)
+    got = ops.fconv2d(Tensor.from_numpy(tuned, xf, "float32"), Tensor.from_numpy(tuned, ff, "float32"), stride, padding)
+    np.testing.assert_array_equal(got.numpy(), reference.conv2d(xf, ff, stride, padding, 0))
+    af, bf = a.astype(np.float32), b.astype(np.float32)
+    got = ops.fgemm(Tensor.from_numpy(tuned, af, "float32"), Tensor.from_numpy(tuned, bf, "float32"))
+    np.testing.assert_array_equal(got.numpy(), reference.gemm_float(af, bf))
