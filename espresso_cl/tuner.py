@@ -16,7 +16,8 @@ hand-set profile, alternately, before it is kept: it must beat it by :data:`MIN_
 geometric mean over the shapes.
 
 The search of a family stops at its share of the time budget; the candidates are tried in a
-fixed pseudo-random order (CLBlast's random search), so a bounded search samples the whole space.
+fixed pseudo-random order (CLBlast's random search), the family's spaces in turn, so a bounded
+search samples the whole space.
 """
 
 from __future__ import annotations
@@ -97,16 +98,17 @@ def allowed(constraint, candidate: dict, facts: dict) -> bool:
 
 def candidates(spaces, facts: dict) -> list:
     """Every candidate (a dict of parameter path -> value) of ``spaces`` that meets its space's
-    constraints, in a fixed pseudo-random order."""
-    found = []
+    constraints: each space in a fixed pseudo-random order, the spaces taken in turn, so that
+    a bounded search samples every strategy (a kernel, a ``prefer`` order) alike."""
+    shuffle = random.Random(0).shuffle
+    per_space = []
     for space in spaces:
         names = list(space.parameters)
-        for values in itertools.product(*(space.parameters[n] for n in names)):
-            candidate = dict(zip(names, values))
-            if all(allowed(c, candidate, facts) for c in space.constraints):
-                found.append(candidate)
-    random.Random(0).shuffle(found)
-    return found
+        found = [dict(zip(names, values)) for values in itertools.product(*(space.parameters[n] for n in names))]
+        found = [c for c in found if all(allowed(rule, c, facts) for rule in space.constraints)]
+        shuffle(found)
+        per_space.append(found)
+    return [c for turn in itertools.zip_longest(*per_space) for c in turn if c is not None]
 
 
 def nested(candidate: dict) -> dict:
