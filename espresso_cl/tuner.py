@@ -130,7 +130,10 @@ def facts_of(traits, profile: Profile) -> dict:
             # xnor_cpu.h's register tile: 3 x 8 with AVX-512, 2 x 4 otherwise
             "xnor_rows": 3 if profile.x86_machine_code else 2,
             "xnor_cols": 8 if profile.x86_machine_code else 4,
-            "cpu": traits.kind == "cpu", "not_cpu": traits.kind != "cpu"}
+            # float_cpu.h's AVX-512 tile: TM x 6 with TM <= 4 (kernels/fgemm.cl's #error)
+            "float_tn_step": 6 if profile.x86_machine_code else 1,
+            "float_tn_max": 6 if profile.x86_machine_code else 64,
+            "float_tm_max": 4 if profile.x86_machine_code else 64}
 
 
 _WORK_GROUP = AtMost((("tiles.wg_m", "tiles.wg_n"),), "max_work_group_size")
@@ -145,6 +148,8 @@ _CPU_LOCAL = {"tiles.tm": (2, 4, 8), "tiles.tn": (2, 4, 8), "tiles.wg_m": (1, 4,
 _GPU_TILED = {"tiles.tm": (2, 4, 8), "tiles.tn": (2, 4, 8), "tiles.wg_m": (8, 16), "tiles.wg_n": (8, 16, 32),
               "tiles.use_local": (True, False), "tiles.tk": (8, 16, 32)}
 _FLOAT_KV = {"kv": (1, 4, 8)}  # float_cpu.h: 1, 4 or 8 lanes
+_FLOAT_TILE = (MultipleOf("tiles.tn", "float_tn_step"), AtMost((("tiles.tn",),), "float_tn_max"),
+               AtMost((("tiles.tm",),), "float_tm_max"))
 
 # Per family: the spaces searched on CPU devices and on others.
 SPACES = {
@@ -161,7 +166,7 @@ SPACES = {
     "fgemm": {
         "cpu": (Space(dict(_FLOAT_KV, **{"tiles.tm": (2, 3, 4, 6), "tiles.tn": (2, 4, 6, 8),
                                          "tiles.wg_m": (1, 4, 8, 16), "tiles.wg_n": (1, 2, 4)}),
-                      (_WORK_GROUP, _REGISTERS)),),
+                      (_WORK_GROUP, _REGISTERS) + _FLOAT_TILE),),
         "other": (Space(dict(_GPU_TILED, kv=(1,)), (_WORK_GROUP, _REGISTERS, _LOCAL_WORDS)),),
     },
     "bconv": {
@@ -177,13 +182,13 @@ SPACES = {
     "fconv": {
         "cpu": (Space(dict(_FLOAT_KV, **{"tiles.tm": (2, 3, 4), "tiles.tn": (2, 4, 6),
                                          "tiles.wg_m": (1, 4, 8), "tiles.wg_n": (1, 2, 4), "pad_c": (16, 64)}),
-                      (_WORK_GROUP, _REGISTERS)),),
+                      (_WORK_GROUP, _REGISTERS) + _FLOAT_TILE),),
         "other": (Space(dict(_GPU_TILED, kv=(1,)), (_WORK_GROUP, _REGISTERS, _LOCAL_WORDS)),),
     },
     "bitplane": {
-        "cpu": (Space({"prefer": (("avx512", "tiled"),), "avx512_tiles.tm": (2, 4, 8),
-                       "avx512_tiles.tn": (16, 32, 64)},
-                      (Needs("x86_machine_code"), MultipleOf("avx512_tiles.tn", 32))),
+        # bitplane_avx512.cl's tile: 2 pixels x 32 channels, TN = 32 and an even TM.
+        "cpu": (Space({"prefer": (("avx512", "tiled"),), "avx512_tiles.tm": (2, 4, 6, 8, 12, 16),
+                       "avx512_tiles.tn": (32,)}, (Needs("x86_machine_code"),)),
                 Space({"prefer": (("tiled",),), "tiles.tm": (2, 4, 8), "tiles.tn": (4, 8, 16),
                        "tiles.wg_m": (1, 2), "tiles.wg_n": (1, 4, 8)}, (_WORK_GROUP, _REGISTERS))),
         "other": (Space({"prefer": (("tiled",),), "tiles.tm": (1, 2, 4), "tiles.tn": (2, 4, 8),
