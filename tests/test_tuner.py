@@ -9,7 +9,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from espresso_cl import cli, ops, reference, settings, tuner, tuning, tuning_db
+from espresso_cl import cli, ops, reference, registry, settings, tuner, tuning, tuning_db
 from espresso_cl.runtime import Runtime
 from espresso_cl.tensor import Tensor
 from espresso_cl.tuner import AtMost, MultipleOf, Needs, Space
@@ -18,9 +18,11 @@ from kernel_cases import sign_pm1, to_bits
 
 @pytest.fixture
 def database(tmp_path, monkeypatch):
-    """An empty user database in a temporary folder, with tuned entries switched on."""
+    """An empty user database in a temporary folder, no shipped entries (tests may write a
+    shipped.json beside it), tuned entries switched on."""
     path = tmp_path / "tuning.json"
     monkeypatch.setenv(settings.TUNING_DB, str(path))
+    monkeypatch.setattr(tuning_db, "SHIPPED", tmp_path / "shipped.json")
     monkeypatch.setenv(settings.TUNED, "on")
     monkeypatch.delenv(settings.PROFILE, raising=False)
     return path
@@ -71,6 +73,15 @@ def test_an_entry_applies_to_its_device_driver_and_profile(database, runtime):
     assert tuned.bgemm.tiles.tm == overrides["bgemm"]["tiles"]["tm"] != base.bgemm.tiles.tm
     assert tuned.bconv.tiles.tn == 2 and tuned.fgemm == base.fgemm and tuned.word_bits == base.word_bits
     assert tuning.profile_for(runtime.traits) is tuned  # one object per entry (registry caches)
+
+
+def test_the_users_entry_wins_over_the_shipped_one(database, runtime):
+    base = _hand_set(runtime)
+    shipped = {"bgemm": {"tiles": {"tm": 6}}}
+    tuning_db.write(tuning_db.SHIPPED, [_entry(runtime.traits, base, shipped)])
+    assert tuning.profile_for(runtime.traits).bgemm.tiles.tm == 6
+    tuning_db.write(database, [_entry(runtime.traits, base, {"bgemm": {"tiles": {"tm": 24}}})])
+    assert tuning.profile_for(runtime.traits).bgemm.tiles.tm == 24
 
 
 def test_forced_profile_and_switch_off_win_over_entries(database, monkeypatch, runtime):
@@ -251,3 +262,24 @@ def test_this_devices_shipped_entry_is_bit_exact(runtime, rng, n, h, w, c, oc, s
     af, bf = a.astype(np.float32), b.astype(np.float32)
     got = ops.fgemm(Tensor.from_numpy(tuned, af, "float32"), Tensor.from_numpy(tuned, bf, "float32"))
     np.testing.assert_array_equal(got.numpy(), reference.gemm_float(af, bf))
+
+
+@pytest.mark.parametrize("n, h, w, oc", [(1, 6, 5, 37), (3, 9, 7, 64)])
+def test_this_devices_shipped_entry_is_bit_exact_fused(runtime, rng, n, h, w, oc):
+    """The fused batch-norm + sign kernels share their family's tiles."""
+    tuned = Runtime(runtime.device, profile=_shipped_profile(runtime))
+    thresh = rng.integers(-20, 20, oc).astype(np.int32)
+    flip = rng.integers(0, 2, oc).astype(np.int32)
+    t_thresh, t_flip = Tensor.from_numpy(tuned, thresh, "int32"), Tensor.from_numpy(tuned, flip, "int32")
+    f = sign_pm1(rng, (oc, 3, 3, 3))
+    if registry.can_run("bitplane_conv2d_threshold", tuned.profile):
+        pixels = rng.integers(0, 256, (n, h, w, 3)).astype(np.uint8)
+        got = ops.bitplane_conv2d_threshold(Tensor.from_numpy(tuned, pixels, "uint8"), to_bits(tuned, f),
+                                            t_thresh, t_flip, 1, "same")
+        expected = reference.threshold_sign(reference.conv2d(pixels, f, 1, "same", 0), thresh, flip)
+        np.testing.assert_array_equal(got.numpy(), reference.pack_bits(expected))
+    if registry.can_run("bgemm_threshold", tuned.profile):
+        a, b = sign_pm1(rng, (n * h, 100)), sign_pm1(rng, (oc, 100))
+        got = ops.bgemm_threshold(to_bits(tuned, a), to_bits(tuned, b), t_thresh, t_flip)
+        expected = reference.threshold_sign(reference.xnor_gemm(a, b), thresh, flip)
+        np.testing.assert_array_equal(got.numpy(), reference.pack_bits(expected))
