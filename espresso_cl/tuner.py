@@ -343,6 +343,13 @@ def _outputs_and_times(runtime, profile, shapes, inputs, timer) -> tuple:
     return outputs, times
 
 
+def _first_error(exc: Exception) -> str:
+    """The line of a build log that says what went wrong (else the message's first line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return ((errors or lines or [type(exc).__name__])[0])[:200]
+
+
 def tune_family(runtime, family: str, base: Profile, shapes, spaces, budget_s: float,
                 max_candidates: int, timer=median_seconds, clock=time.monotonic, log=print) -> FamilyResult:
     """Search ``family`` over ``spaces`` from the hand-set profile ``base`` (see the module)."""
@@ -370,7 +377,7 @@ def tune_family(runtime, family: str, base: Profile, shapes, spaces, budget_s: f
         try:
             outputs, times = _outputs_and_times(runtime, profile, shapes, inputs, timer)
         except Exception as exc:  # a build or launch failure of this candidate only
-            result.rejected.append((candidate, f"failed: {str(exc).splitlines()[0][:160]}"))
+            result.rejected.append((candidate, f"failed: {_first_error(exc)}"))
             continue
         wrong = [s.label for s, got, want in zip(shapes, outputs, expected)
                  if got.shape != want.shape or got.tobytes() != want.tobytes()]
