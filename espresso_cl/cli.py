@@ -1,5 +1,5 @@
-"""The command line: ``python -m espresso_cl predict | info | devices`` (the ``espresso_cl``
-console script).
+"""The command line: ``python -m espresso_cl predict | info | devices | tune`` (the
+``espresso_cl`` console script).
 
 ``predict`` reads its input in chunks of ``--batch-size`` samples (a .npy file memory-mapped,
 a .npz entry as a stream, Parquet by record batches, images file by file), so memory stays
@@ -31,14 +31,14 @@ from typing import Callable, Iterator
 import numpy as np
 from pyopencl import CompilerWarning
 
-from . import io, settings
+from . import io, settings, tuner, tuning_db
 from .device import DeviceError, all_devices, compile_problem, select_device, traits_of
 from .import_onnx import from_onnx
 from .importing import UnsupportedModelError
 from .plan import MODES
 from .ray import InputError, Predictor, model_input
 from .ray import run as run_on_ray
-from .tuning import profile_for
+from .tuning import FAMILIES, profile_for
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -445,6 +445,43 @@ def _list_devices() -> int:
     return EXIT_BAD_INPUT if failed else 0
 
 
+def _tune(args) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CompilerWarning)  # candidates' build logs
+        base, traits, results = tuner.tune(args.device, args.families, args.quick, args.budget,
+                                           log=(lambda line: None) if args.quiet else print)
+    print(f"# {traits.describe()}, hand-set profile {base.name}; times are medians on this machine as it is now")
+    print(tuner.table(results))
+    for r in results:
+        for values, why in r.rejected:
+            print(f"# {r.family}: rejected {values}: {why}")
+        if r.stopped_by_budget:
+            print(f"# {r.family}: the time budget ended the search after {r.tried} candidates")
+    new = tuner.entry(traits, base, results)
+    path = args.output or settings.tuning_db_path()
+    if new is None:
+        print("# no family beat its hand-set values; the database is unchanged")
+        return 0
+    tuning_db.store(path, new)
+    print(f"# written to {path} (device {traits.name}, driver {traits.driver}, profile {base.name})")
+    return 0
+
+
+def _families(text: str) -> tuple:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in FAMILIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"families are {', '.join(FAMILIES)}; got {text!r}")
+    return names
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -496,6 +533,20 @@ def _parser() -> argparse.ArgumentParser:
 
     devices = commands.add_parser("devices", help="the OpenCL devices, their tuning profiles, which one is used")
     devices.set_defaults(run=_devices)
+
+    tune = commands.add_parser("tune", help="search the kernels' tile sizes for a device; keep the fastest")
+    tune.set_defaults(run=_tune)
+    tune.add_argument("--device",
+                      help=f"the OpenCL device, as {settings.DEVICE} takes (default: {settings.DEVICE}, else auto)")
+    tune.add_argument("--quick", action="store_true", help="small shapes, few candidates (about half a minute)")
+    tune.add_argument("--families", type=_families, default=FAMILIES, metavar="F[,F...]",
+                      help=f"kernel families to tune (default all: {','.join(FAMILIES)})")
+    tune.add_argument("--budget", type=_seconds, metavar="SECONDS",
+                      help=f"search time shared by the families (default {tuner.DEFAULT_BUDGET_S:.0f}, "
+                           f"--quick {tuner.QUICK_BUDGET_S:.0f})")
+    tune.add_argument("--output", metavar="PATH",
+                      help=f"the database to write (default ${settings.TUNING_DB}, else the user cache)")
+    tune.add_argument("--quiet", action="store_true", help="only the table, not each candidate")
     return parser
 
 

@@ -13,9 +13,12 @@ every program's cache key. Pure Python: importable without pyopencl.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import functools
+import json
+import warnings
+from dataclasses import dataclass, fields, is_dataclass, replace
 
-from . import settings
+from . import settings, tuning_db
 from .cpu_features import AVX512_XNOR
 
 
@@ -246,9 +249,11 @@ AVX512_PROFILE = "cpu-avx512"
 INTEL_CPU_PROFILE = "intel-cpu"
 
 
-def profile_for(traits) -> Profile:
+def profile_for(traits, tuned: bool = True) -> Profile:
     """The profile for a device (its :class:`~espresso_cl.device.DeviceTraits`), or the one
-    ``$ESPRESSO_PARAMS`` names; a forced profile that cannot run there raises ValueError."""
+    ``$ESPRESSO_PARAMS`` names; a forced profile that cannot run there raises ValueError.
+    With ``tuned``, a device's own profile takes its tuning database entry, if any
+    (:func:`with_tuned_entry`); a forced profile never does."""
     forced = settings.forced_profile()
     if forced:
         if forced not in PROFILES:
@@ -261,5 +266,66 @@ def profile_for(traits) -> Profile:
         if profile.chosen_for(traits):
             while profile.cannot_run_on(traits):
                 profile = PROFILES[profile.fallback]
-            return profile
-    return PROFILES["generic"]
+            return with_tuned_entry(profile, traits) if tuned else profile
+    return with_tuned_entry(PROFILES["generic"], traits) if tuned else PROFILES["generic"]
+
+
+# The families a tuning database entry may replace (Profile's fields of tuning data).
+FAMILIES = ("bgemm", "fgemm", "bconv", "fconv", "bitplane")
+TUNED_SUFFIX = "+tuned"
+
+
+def with_overrides(profile: Profile, overrides: dict, name: str | None = None) -> Profile:
+    """``profile`` with families' fields replaced by ``overrides`` ({family: {field: value}},
+    nested as ``dataclasses.asdict`` writes them, any subset of fields), named ``name``
+    (default ``<profile>+tuned``). A family or field that does not exist, or a value of
+    another type, raises ValueError naming it."""
+    unknown = set(overrides) - set(FAMILIES)
+    if unknown:
+        raise ValueError(f"no tuning family {sorted(unknown)}; the families are {FAMILIES}")
+    families = {family: _with_fields(getattr(profile, family), values, family)
+                for family, values in overrides.items()}
+    return replace(profile, name=name or profile.name + TUNED_SUFFIX, **families)
+
+
+def _with_fields(current, values, where: str):
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected an object of fields, got {values!r}")
+    known = {f.name for f in fields(current)}
+    changes = {}
+    for field, value in values.items():
+        if field not in known:
+            raise ValueError(f"{where}: no field {field!r} (it has {sorted(known)})")
+        old = getattr(current, field)
+        if is_dataclass(old):
+            value = _with_fields(old, value, f"{where}.{field}")
+        elif isinstance(old, tuple) and isinstance(value, (list, tuple)):
+            value = tuple(value)
+        if type(value) is not type(old):
+            raise ValueError(f"{where}.{field}: {value!r} is not a {type(old).__name__}")
+        changes[field] = value
+    return replace(current, **changes)
+
+
+def with_tuned_entry(profile: Profile, traits) -> Profile:
+    """``profile`` with the tuning database's entry for this device, driver and profile
+    applied (:mod:`espresso_cl.tuning_db`: the user's database over the shipped entries);
+    ``profile`` itself where there is none, where ``$ESPRESSO_TUNED`` is off, or where the
+    entry does not fit this profile (one warning)."""
+    if settings.tuned_entries_off():
+        return profile
+    overrides = tuning_db.overrides_for(traits.identity, profile.name)
+    if not overrides:
+        return profile
+    try:
+        return _tuned(profile.name, json.dumps(overrides, sort_keys=True))
+    except ValueError as exc:
+        warnings.warn(f"tuning database entry for {traits.name} ({profile.name}) ignored: {exc}",
+                      RuntimeWarning, stacklevel=2)
+        return profile
+
+
+# One tuned profile object per (profile, entry): the registry caches answers per profile object.
+@functools.lru_cache(maxsize=64)
+def _tuned(name: str, overrides_json: str) -> Profile:
+    return with_overrides(PROFILES[name], json.loads(overrides_json))

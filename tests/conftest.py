@@ -10,6 +10,7 @@ narrows it to that one profile (the Oclgrind check runs one profile per process)
 appends its own.
 """
 
+import os
 import zlib
 
 import numpy as np
@@ -29,6 +30,9 @@ def _profile_names():
 
 
 def pytest_configure(config):
+    # The tests run the hand-set profiles that tuning.PROFILES names, whatever tuning database
+    # entries (the user's or shipped ones) this device has; tests/test_tuner.py turns them on.
+    os.environ.setdefault(settings.TUNED, "off")
     # Intel's CPU runtime registers with the ICD loader on the first device query, which must
     # come before any test's own OpenCL call for its device to appear.
     try:
