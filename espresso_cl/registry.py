@@ -34,6 +34,12 @@ def blocks_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
     return (ceil_div(cols, tiles.tn), ceil_div(rows, tiles.tm)), (1, 1)
 
 
+def gemv_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
+    """bgemv.cl: one work-group per WG_M * TN columns holding every row, K over its WG_N lanes."""
+    return ((tiles.wg_n, ceil_div(cols, tiles.wg_m * tiles.tn) * tiles.wg_m),
+            (tiles.wg_n, tiles.wg_m))
+
+
 @dataclass(frozen=True, eq=False)
 class KernelVariant:
     name: str
@@ -91,6 +97,9 @@ _PLANES = (("PLANES", BITPLANES),)
 VARIANTS = (
     KernelVariant("bgemm_tiled", "bgemm", "bgemm.cl", ("bgemm",),
                   lambda p: p.bgemm.kernel == "tiled", tiles_grid, tuned=lambda p: p.bgemm.tiles),
+    # A separate op: the bgemm launcher runs it for at most gemv.tm rows where the profile has one.
+    KernelVariant("bgemv", "bgemv", "bgemv.cl", ("bgemv",), lambda p: p.bgemm.gemv is not None,
+                  gemv_grid, tuned=lambda p: p.bgemm.gemv),
     KernelVariant("bgemm_cpu", "bgemm", "bgemm_cpu.cl", ("bgemm_cpu",), _cpu_blocks, blocks_grid,
                   tuned=lambda p: p.bgemm.tiles),
     KernelVariant("bgemm_cpu_threshold", "bgemm_threshold", "bgemm_cpu.cl", ("bgemm_cpu_threshold",),
@@ -102,6 +111,9 @@ VARIANTS = (
     KernelVariant("bconv2d_im2col", "bconv2d", "bconv2d_im2col.cl",
                   ("bconv2d_im2col", "bconv2d_place", "bconv2d_fixup"),
                   lambda p: "im2col" in p.bconv.prefer, strategy="im2col"),
+    KernelVariant("bconv2d_igemm", "bconv2d", "bconv2d_igemm.cl", ("bconv2d_igemm",),
+                  lambda p: "igemm" in p.bconv.prefer, tiles_grid, strategy="igemm",
+                  tuned=lambda p: p.bconv.tiles),
     KernelVariant("bconv2d_direct", "bconv2d", "bconv2d.cl", ("bconv2d", "bconv2d_pad"),
                   _always, tiles_grid, strategy="direct", tuned=lambda p: p.bconv.tiles),
     KernelVariant("fconv2d", "fconv2d", "fconv2d.cl", ("fconv2d", "fconv2d_pad"), _always, tiles_grid,

@@ -41,10 +41,13 @@ class Tiles:
 class BinaryGemm:
     """``kernel``: "tiled" (bgemm.cl, one output per register slot, local-memory tiles on GPUs)
     or "cpu_blocks" (bgemm_cpu.cl, a TM x TN block of xnor_cpu.h register tiles per work-item,
-    with a fused batch-norm + sign variant)."""
+    with a fused batch-norm + sign variant). ``gemv``: bgemv.cl's tiles, for products of at
+    most ``gemv.tm`` rows (a work-group per ``wg_m * tn`` columns, K split over ``wg_n``
+    work-items); None: bgemm's own kernel takes every M."""
 
     kernel: str
     tiles: Tiles
+    gemv: Tiles | None = None
 
 
 @dataclass(frozen=True)
@@ -191,9 +194,11 @@ PROFILES = {
     # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items.
     "gpu": Profile(
         "gpu", 32, kinds=("gpu",),
-        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True)),
+        # Batch 1-16: bgemv.cl, 16 columns per group (256 groups at N = 4096), K over a warp.
+        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True), gemv=Tiles(16, 2, 8, 32)),
         fgemm=FloatGemm(Tiles(4, 4, 16, 16, use_local=True)),
-        bconv=BinaryConv(("direct",), Tiles(4, 4, 16, 16, use_local=True)),
+        # Implicit GEMM (bconv2d_igemm.cl): windows gathered into bgemm's tiles, no frame copy.
+        bconv=BinaryConv(("igemm", "direct"), Tiles(4, 4, 16, 16, use_local=True)),
         fconv=FloatConv(Tiles(4, 4, 16, 16, use_local=True)),
         # 2 x 4 blocks keep bitplane_conv2d under 64 registers on sm_80 (4 x 4 took 95: 31%
         # occupancy); 4 channels per work-item share each pixel's plane popcounts.

@@ -1,0 +1,61 @@
+/* XNOR-popcount GEMM for few rows (batch 1-16, a GEMV): C[m][n] = K - 2 * sum_k popcount(A[m][k] ^ B[n][k]).
+ * Operands and result as bgemm.cl. The GPU profile's bgemm launcher picks this kernel when
+ * M <= the profile's GEMV block height (espresso_cl/tuning.py: BinaryGemm.gemv).
+ *
+ * With few rows, bgemm's tiles leave most of a BM-row block idle and run too few work-groups to
+ * fill the GPU; the product is bound by reading B (each word of B is used M times). So here a
+ * work-group owns BNV = WG_M * TN output columns and all M rows (M <= TM), and splits K across
+ * its WG_N work-items of dimension 0: lane tx reads words tx, tx + WG_N, ... of each of its TN
+ * rows of B, so that a warp reads WG_N consecutive words of one row (coalesced), and keeps a
+ * TM x TN block of partial counts. Rows of A are few and read by every group (cached). A
+ * local-memory reduction then adds the WG_N partial counts of each output.
+ *
+ * Launch: global (WG_N, ceil(N / BNV) * WG_M), local (WG_N, WG_M): espresso_cl/registry.py
+ * (gemv_grid). The host builds TM as the power of two at or above M (its row bucket), so
+ * that rows past M cost little; those rows read row M - 1 and are not stored.
+ */
+#include "common.h"
+#include "tiles.h"
+
+#define BNV (WG_M * TN)
+/* Partial counts of a group: [column lane][output of the block][K lane]; the spare K lane
+ * keeps the summing work-items (one output each, reading along K) on different banks. */
+#define OUTS (TM * TN)
+
+__kernel __attribute__((reqd_work_group_size(WG_N, WG_M, 1)))
+void bgemv(const int M, const int N, const int KW, const int K,
+           __global const word_t *restrict A,
+           __global const word_t *restrict B,
+           __global int *restrict C)
+{
+    const int tx = get_local_id(0), ty = get_local_id(1);
+    const int col0 = get_group_id(1) * BNV + ty * TN;
+
+    const __global word_t *arow[TM];
+    const __global word_t *brow[TN];
+    #pragma unroll
+    for (int i = 0; i < TM; ++i)
+        arow[i] = A + (size_t)(i < M ? i : M - 1) * KW;
+    #pragma unroll
+    for (int j = 0; j < TN; ++j)
+        brow[j] = B + (size_t)(col0 + j < N ? col0 + j : N - 1) * KW;
+
+    int acc[TM][TN];
+    BLOCK_EACH(TM, TN, acc[i][j] = 0);
+    for (int k = tx; k < KW; k += WG_N)
+        BLOCK_STEP(word_t, TM, TN, acc, arow[i][k], brow[j][k], XNOR_COUNT);
+
+    __local int partial[WG_M][OUTS][WG_N + 1];
+    BLOCK_EACH(TM, TN, partial[ty][i * TN + j][tx] = acc[i][j]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* Lane tx sums outputs tx, tx + WG_N, ... of its column lane's block. */
+    for (int o = tx; o < OUTS; o += WG_N) {
+        const int i = o / TN, col = col0 + o % TN;
+        int count = 0;
+        for (int l = 0; l < WG_N; ++l)
+            count += partial[ty][o][l];
+        if (i < M && col < N)
+            C[(size_t)i * N + col] = K - 2 * count;
+    }
+}
