@@ -7,8 +7,9 @@
  * work-group owns BNV = WG_M * TN output columns and all M rows (M <= TM), and splits K across
  * its WG_N work-items of dimension 0: lane tx reads words tx, tx + WG_N, ... of each of its TN
  * rows of B, so that a warp reads WG_N consecutive words of one row (coalesced), and keeps a
- * TM x TN block of partial counts. Rows of A are few and read by every group (cached). A
- * local-memory reduction then adds the WG_N partial counts of each output.
+ * TM x TN block of partial counts. The group stages A's rows WG_N words at a time in local
+ * memory for all its lanes. A local-memory reduction then adds the WG_N partial counts of
+ * each output.
  *
  * Launch: global (WG_N, ceil(N / BNV) * WG_M), local (WG_N, WG_M): espresso_cl/registry.py
  * (gemv_grid). The host builds TM as the power of two at or above M (its row bucket), so
@@ -31,19 +32,28 @@ void bgemv(const int M, const int N, const int KW, const int K,
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int col0 = get_group_id(1) * BNV + ty * TN;
 
-    const __global word_t *arow[TM];
     const __global word_t *brow[TN];
-    #pragma unroll
-    for (int i = 0; i < TM; ++i)
-        arow[i] = A + (size_t)(i < M ? i : M - 1) * KW;
     #pragma unroll
     for (int j = 0; j < TN; ++j)
         brow[j] = B + (size_t)(col0 + j < N ? col0 + j : N - 1) * KW;
 
+    /* The rows of A along the group's WG_N words of K, staged once for its WG_M column lanes
+     * (A's row pointers in registers took ptxas to 96 registers at TM = 16). */
+    __local word_t As[TM][WG_N];
+    const int lid = ty * WG_N + tx;
     int acc[TM][TN];
     BLOCK_EACH(TM, TN, acc[i][j] = 0);
-    for (int k = tx; k < KW; k += WG_N)
-        BLOCK_STEP(word_t, TM, TN, acc, arow[i][k], brow[j][k], XNOR_COUNT);
+    for (int k0 = 0; k0 < KW; k0 += WG_N) {
+        for (int x = lid; x < TM * WG_N; x += WG_N * WG_M) {
+            const int i = x / WG_N, k = k0 + x % WG_N;
+            As[i][x % WG_N] = k < KW ? A[(size_t)(i < M ? i : M - 1) * KW + k] : (word_t)0;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int k = k0 + tx;
+        /* Past K: 0 words in A and B, which add nothing. */
+        BLOCK_STEP(word_t, TM, TN, acc, As[i][tx], k < KW ? brow[j][k] : (word_t)0, XNOR_COUNT);
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
 
     __local int partial[WG_M][OUTS][WG_N + 1];
     BLOCK_EACH(TM, TN, partial[ty][i * TN + j][tx] = acc[i][j]);

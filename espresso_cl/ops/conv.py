@@ -113,6 +113,8 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
         return _bconv2d_avx512(variant, x, w, g)
     if variant.strategy == "im2col":
         return _bconv2d_im2col(variant, x, w, g, one_pad)
+    if variant.strategy == "igemm":
+        return _bconv2d_igemm(variant, x, w, g, one_pad)
     n, h, wd, c = x.shape
     oc = w.shape[0]
     rw = x.storage_shape[-1]
@@ -138,6 +140,21 @@ def _bconv2d_avx512(variant, x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
     launch(runtime, variant.file, variant.kernel, variant.defines(profile), *variant.grid(tiles, pixels, oc),
            n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
            x.storage_shape[-1] // profile.words32, x, w, out)
+    return out
+
+
+def _bconv2d_igemm(variant, x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Tensor:
+    runtime = x.runtime
+    profile = runtime.profile
+    n, h, wd, c = x.shape
+    oc = w.shape[0]
+    pixels = n * g.oh * g.ow
+    tiles = _fitted(variant.tuning(profile), pixels)
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles),
+           *variant.grid(tiles, pixels, oc),
+           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
+           x.storage_shape[-1] // profile.words32, one_pad, x, w, out)
     return out
 
 
