@@ -41,7 +41,8 @@ def test_x86_variants_are_the_files_guarded_for_avx512():
     ("cpu-avx512", "one", "bconv2d_im2col"),
     ("cpu", "zero", "bconv2d_im2col"),
     ("intel-cpu", "one", "bconv2d_im2col"),
-    ("gpu", "zero", "bconv2d_direct"),
+    ("gpu", "zero", "bconv2d_igemm"),
+    ("gpu", "one", "bconv2d_igemm"),
     ("generic", "one", "bconv2d_direct"),
 ])
 def test_binary_conv_variant_follows_profile_and_padding(profile, pad, expected):
@@ -62,12 +63,20 @@ def test_fused_threshold_variants_exist_exactly_where_their_kernels_run(profile)
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_gemv_runs_where_the_profile_tunes_one(profile):
+    p = PROFILES[profile]
+    assert registry.can_run("bgemv", p) == (p.bgemm.gemv is not None)
+    assert (p.bgemm.gemv is not None) == (profile == "gpu")
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_every_file_gets_the_tiles_and_constants_it_needs(profile):
     p = PROFILES[profile]
     for variant in registry.VARIANTS:
         defines = registry.file_defines(variant.file, p)
         assert defines["WORD_BITS"] == p.word_bits
-        if variant.tuned is not None:
+        # (bgemv has tuning data only on profiles with a GEMV kernel.)
+        if variant.tuning(p) is not None:
             assert {"TM", "TN", "WG_M", "WG_N"} <= set(defines), variant.name
         if "bitplane" in variant.file:
             assert defines["PLANES"] == registry.BITPLANES
