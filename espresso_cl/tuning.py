@@ -43,7 +43,7 @@ class BinaryGemm:
     or "cpu_blocks" (bgemm_cpu.cl, a TM x TN block of xnor_cpu.h register tiles per work-item,
     with a fused batch-norm + sign variant). ``gemv``: bgemv.cl's tiles, for products of at
     most ``gemv.tm`` rows (a work-group per ``wg_m * tn`` columns, K split over ``wg_n``
-    work-items); None: bgemm's own kernel takes every M."""
+    work-items, ``tk`` words each per step); None: bgemm's own kernel takes every M."""
 
     kernel: str
     tiles: Tiles
@@ -194,8 +194,9 @@ PROFILES = {
     # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items.
     "gpu": Profile(
         "gpu", 32, kinds=("gpu",),
-        # Batch 1-16: bgemv.cl, 16 columns per group (256 groups at N = 4096), K over a warp.
-        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True), gemv=Tiles(16, 2, 8, 32)),
+        # Batch 1-16: bgemv.cl, 16 columns per group (256 groups at N = 4096), K over a warp,
+        # 4 words per lane per step (K = 4096 in one step, 8 loads of B in flight per lane).
+        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True), gemv=Tiles(16, 2, 8, 32, tk=4)),
         fgemm=FloatGemm(Tiles(4, 4, 16, 16, use_local=True)),
         # Implicit GEMM (bconv2d_igemm.cl): windows gathered into bgemm's tiles, no frame copy.
         bconv=BinaryConv(("igemm", "direct"), Tiles(4, 4, 16, 16, use_local=True)),

@@ -7,8 +7,8 @@
  * work-group owns BNV = WG_M * TN output columns and all M rows (M <= TM), and splits K across
  * its WG_N work-items of dimension 0: lane tx reads words tx, tx + WG_N, ... of each of its TN
  * rows of B, so that a warp reads WG_N consecutive words of one row (coalesced), and keeps a
- * TM x TN block of partial counts. The group stages A's rows WG_N words at a time in local
- * memory for all its lanes. A local-memory reduction then adds the WG_N partial counts of
+ * TM x TN block of partial counts. The group stages A's rows WG_N * TK words at a time in
+ * local memory for all its lanes. A local-memory reduction then adds the WG_N partial counts of
  * each output.
  *
  * Launch: global (WG_N, ceil(N / BNV) * WG_M), local (WG_N, WG_M): espresso_cl/registry.py
@@ -19,6 +19,7 @@
 #include "tiles.h"
 
 #define BNV (WG_M * TN)
+#define KS (WG_N * TK)
 /* Partial counts of a group: [column lane][output of the block][K lane]; the spare K lane
  * keeps the summing work-items (one output each, reading along K) on different banks. */
 #define OUTS (TM * TN)
@@ -37,21 +38,26 @@ void bgemv(const int M, const int N, const int KW, const int K,
     for (int j = 0; j < TN; ++j)
         brow[j] = B + (size_t)(col0 + j < N ? col0 + j : N - 1) * KW;
 
-    /* The rows of A along the group's WG_N words of K, staged once for its WG_M column lanes
-     * (A's row pointers in registers took ptxas to 96 registers at TM = 16). */
-    __local word_t As[TM][WG_N];
+    /* A step covers KS = WG_N * TK words of K: lane tx reads words k0 + u * WG_N + tx
+     * (u < TK) of its TN rows of B, TK * TN independent loads in flight per work-item. The
+     * rows of A along those words are staged once for the group's WG_M column lanes (A's row
+     * pointers in registers took ptxas to 96 registers at TM = 16). */
+    __local word_t As[TM][KS];
     const int lid = ty * WG_N + tx;
     int acc[TM][TN];
     BLOCK_EACH(TM, TN, acc[i][j] = 0);
-    for (int k0 = 0; k0 < KW; k0 += WG_N) {
-        for (int x = lid; x < TM * WG_N; x += WG_N * WG_M) {
-            const int i = x / WG_N, k = k0 + x % WG_N;
-            As[i][x % WG_N] = k < KW ? A[(size_t)(i < M ? i : M - 1) * KW + k] : (word_t)0;
+    for (int k0 = 0; k0 < KW; k0 += KS) {
+        for (int x = lid; x < TM * KS; x += WG_N * WG_M) {
+            const int i = x / KS, c = x % KS, k = k0 + c;
+            As[i][c] = k < KW ? A[(size_t)(i < M ? i : M - 1) * KW + k] : (word_t)0;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        const int k = k0 + tx;
-        /* Past K: 0 words in A and B, which add nothing. */
-        BLOCK_STEP(word_t, TM, TN, acc, As[i][tx], k < KW ? brow[j][k] : (word_t)0, XNOR_COUNT);
+        #pragma unroll
+        for (int u = 0; u < TK; ++u) {
+            const int c = u * WG_N + tx, k = k0 + c;
+            /* Past K: 0 words in A and B, which add nothing. */
+            BLOCK_STEP(word_t, TM, TN, acc, As[i][c], k < KW ? brow[j][k] : (word_t)0, XNOR_COUNT);
+        }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 
