@@ -114,6 +114,12 @@ VARIANTS = (
     KernelVariant("bconv2d_igemm", "bconv2d", "bconv2d_igemm.cl", ("bconv2d_igemm",),
                   lambda p: "igemm" in p.bconv.prefer, tiles_grid, strategy="igemm",
                   tuned=lambda p: p.bconv.tiles),
+    # The same product with the threshold in its epilogue; its groups pack whole words of
+    # output, so BN must be a multiple of 64 (a pixel's packed row is an even number of words).
+    KernelVariant("bconv2d_igemm_threshold", "bconv2d_threshold", "bconv2d_igemm.cl",
+                  ("bconv2d_igemm_threshold",),
+                  lambda p: "igemm" in p.bconv.prefer and p.bconv.tiles.wg_n * p.bconv.tiles.tn % 64 == 0,
+                  tiles_grid, strategy="igemm", tuned=lambda p: p.bconv.tiles, fuses_threshold=True),
     KernelVariant("bconv2d_direct", "bconv2d", "bconv2d.cl", ("bconv2d", "bconv2d_pad"),
                   _always, tiles_grid, strategy="direct", tuned=lambda p: p.bconv.tiles),
     KernelVariant("fconv2d", "fconv2d", "fconv2d.cl", ("fconv2d", "fconv2d_pad"), _always, tiles_grid,

@@ -110,3 +110,55 @@ def test_bconv2d_over_several_tiles(profiled_runtime, rng, case, pad_value):
     out = ops.bconv2d(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w), stride, padding, pad_value)
     expected = reference.conv2d(x, w, stride, padding, 1 if pad_value == "one" else 0)
     np.testing.assert_array_equal(out.numpy(), expected)
+
+
+# bconv2d_threshold (GPU profile: the implicit GEMM with the threshold in its epilogue): every
+# small case and the multi-tile ones, both paddings; OC around 32 and 64 packs partial words and
+# pad words. Thresholds: a third tie with an output of their channel, some at the range's edges.
+def _conv_thresholds(rng, acc, bound):
+    oc = acc.shape[-1]
+    flat = acc.reshape(-1, oc)
+    thresh = rng.integers(-bound - 1, bound + 2, size=oc).astype(np.int32)
+    tied = rng.random(oc) < 1 / 3
+    thresh[tied] = flat[rng.integers(0, flat.shape[0], size=oc), np.arange(oc)][tied]
+    ends = rng.random(oc) < 0.1
+    thresh[ends] = np.array([-bound - 1, bound + 1], np.int32)[rng.integers(0, 2, size=ends.sum())]
+    return thresh, (rng.random(oc) < 0.5).astype(np.int32)
+
+
+THRESHOLD_CONV_CASES = CONV_CASES + LARGE_CONV_CASES + [(2, 5, 5, 40, 64, 3, 3, 1, "same"),
+                                                         (1, 6, 7, 33, 96, 3, 3, 2, "same")]
+
+
+@pytest.mark.parametrize("pad_value", ["zero", "one"])
+@pytest.mark.parametrize("case", THRESHOLD_CONV_CASES, ids=conv_ids(THRESHOLD_CONV_CASES))
+def test_bconv2d_threshold_matches_reference(profiled_runtime, rng, case, pad_value):
+    from espresso_cl import registry
+
+    if not registry.can_run("bconv2d_threshold", profiled_runtime.profile):
+        pytest.skip(f"profile {profiled_runtime.profile.name}: no fused binary conv")
+    x_shape, w_shape, stride, padding = conv_shapes(case)
+    x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
+    acc = reference.conv2d(x, w, stride, padding, 1 if pad_value == "one" else 0)
+    thresh, flip = _conv_thresholds(rng, acc, int(np.prod(w_shape[1:])))
+    out = ops.bconv2d_threshold(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w),
+                                Tensor.from_numpy(profiled_runtime, thresh, "int32"),
+                                Tensor.from_numpy(profiled_runtime, flip, "int32"),
+                                stride, padding, pad_value)
+    expected = reference.threshold_sign(acc, thresh, flip)
+    assert out.kind == "bits" and out.shape == expected.shape
+    # The words themselves, pad bits and pad words included.
+    np.testing.assert_array_equal(out.numpy(), reference.pack_bits(expected))
+
+
+def test_bconv2d_threshold_refused_without_a_kernel(runtime, rng):
+    from espresso_cl import registry
+    from espresso_cl.runtime import Runtime
+    from espresso_cl.tuning import PROFILES
+
+    generic = Runtime(runtime.device, profile=PROFILES["generic"])
+    assert not registry.can_run("bconv2d_threshold", generic.profile)
+    x, w = to_bits(generic, choice_pm1(rng, (1, 3, 3, 5))), to_bits(generic, choice_pm1(rng, (2, 3, 3, 5)))
+    zeros = Tensor.from_numpy(generic, np.zeros(2, np.int32), "int32")
+    with pytest.raises(ValueError, match="no kernel under profile 'generic'"):
+        ops.bconv2d_threshold(x, w, zeros, zeros, 1, "same")

@@ -158,6 +158,37 @@ def _bconv2d_igemm(variant, x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool
     return out
 
 
+def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride: int, padding: str,
+                      pad_value: str = "zero") -> Tensor:
+    """:func:`bconv2d`, then the folded batch-norm + sign of ``ops.threshold``, packed, in the
+    convolution's launch (only where ``registry.can_run("bconv2d_threshold", profile)``).
+
+    bits x (N, H, W, C), bits w (OC, KH, KW, C), int32 thresh and flip (OC,) -> bits
+    (N, OH, OW, OC): bit c of a pixel is ``acc <= thresh[c]`` where ``flip[c]`` else
+    ``acc >= thresh[c]``, acc the pixel's :func:`bconv2d` output.
+    """
+    if x.kind != "bits" or w.kind != "bits":
+        raise TypeError(f"bconv2d_threshold takes packed bits x and w, got {x.kind} and {w.kind}")
+    g = _geometry("bconv2d_threshold", x, w, stride, padding)
+    one_pad = _one_pad("bconv2d_threshold", pad_value)
+    runtime = x.runtime
+    profile = runtime.profile
+    if not registry.can_run("bconv2d_threshold", profile):
+        raise ValueError(f"bconv2d_threshold has no kernel under profile {profile.name!r}")
+    variant = registry.select("bconv2d_threshold", profile, pad_value)
+    n, h, wd, c = x.shape
+    oc = w.shape[0]
+    check_thresholds("bconv2d_threshold", thresh, flip, oc)
+    pixels = n * g.oh * g.ow
+    tiles = _fitted(variant.tuning(profile), pixels)
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "bits")
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles),
+           *variant.grid(tiles, pixels, oc),
+           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
+           x.storage_shape[-1] // profile.words32, one_pad, out.storage_shape[-1], x, w, thresh, flip, out)
+    return out
+
+
 def _bconv2d_im2col(variant, x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Tensor:
     runtime = x.runtime
     defines = variant.defines(runtime.profile)
