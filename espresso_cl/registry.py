@@ -116,7 +116,7 @@ VARIANTS = (
                   tuned=lambda p: p.bconv.tiles),
     # The same product with the threshold in its epilogue; its groups pack whole words of
     # output, so BN must be a multiple of 64 (a pixel's packed row is an even number of words).
-    KernelVariant("bconv2d_igemm_threshold", "bconv2d_threshold", "bconv2d_igemm.cl",
+    KernelVariant("bconv2d_igemm_threshold", "bconv2d_threshold", "bconv2d_igemm_threshold.cl",
                   ("bconv2d_igemm_threshold",),
                   lambda p: "igemm" in p.bconv.prefer and p.bconv.tiles.wg_n * p.bconv.tiles.tn % 64 == 0,
                   tiles_grid, strategy="igemm", tuned=lambda p: p.bconv.tiles, fuses_threshold=True),

@@ -194,9 +194,10 @@ PROFILES = {
     # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items.
     "gpu": Profile(
         "gpu", 32, kinds=("gpu",),
-        # Batch 1-16: bgemv.cl, 16 columns per group (256 groups at N = 4096), K over a warp,
-        # 4 words per lane per step (K = 4096 in one step, 8 loads of B in flight per lane).
-        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True), gemv=Tiles(16, 2, 8, 32, tk=4)),
+        # Batch 1-16: bgemv.cl, 16 columns per group (256 groups at N = 4096), K over 16 lanes
+        # (64 bytes of a row per load), 8 words per lane per step (K = 4096 in one step, 8
+        # loads of B in flight per lane); 25 KB of local memory at M = 16, under 32 KB.
+        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True), gemv=Tiles(16, 1, 16, 16, tk=8)),
         fgemm=FloatGemm(Tiles(4, 4, 16, 16, use_local=True)),
         # Implicit GEMM (bconv2d_igemm.cl): windows gathered into bgemm's tiles, no frame copy.
         bconv=BinaryConv(("igemm", "direct"), Tiles(4, 4, 16, 16, use_local=True)),

@@ -6,7 +6,7 @@
  * fill the GPU; the product is bound by reading B (each word of B is used M times). So here a
  * work-group owns BNV = WG_M * TN output columns and all M rows (M <= TM), and splits K across
  * its WG_N work-items of dimension 0: lane tx reads words tx, tx + WG_N, ... of each of its TN
- * rows of B, so that a warp reads WG_N consecutive words of one row (coalesced), and keeps a
+ * rows of B, so that a warp reads runs of WG_N consecutive words (coalesced), and keeps a
  * TM x TN block of partial counts. The group stages A's rows WG_N * TK words at a time in
  * local memory for all its lanes. A local-memory reduction then adds the WG_N partial counts of
  * each output.
