@@ -8,11 +8,21 @@
 #include "common.h"
 #include "tiles.h"
 
-#if (WG_M * WG_N) % TK != 0
-#error "TK must divide the work-group: each work-item stages one column of every tile"
+/* Which words of a tile a work-item stages: where TK divides the group (the GPU profile), one
+ * column (word k0 + col of every window) and every ROW_STEP-th row, so that it divides k by CW
+ * and KW once per tile; otherwise columns lid, lid + WG, ... and every row. */
+#define WG_SIZE (WG_M * WG_N)
+#if WG_SIZE % TK == 0
+#define COL_FIRST (int)((uint)lid % TK)  /* unsigned: provably one pass of the column loop */
+#define COL_STEP TK
+#define ROW_FIRST (lid / TK)
+#define ROW_STEP (WG_SIZE / TK)
+#else
+#define COL_FIRST lid
+#define COL_STEP WG_SIZE
+#define ROW_FIRST 0
+#define ROW_STEP 1
 #endif
-/* Tile rows one pass of the group stages. */
-#define ROWS_PER_PASS (WG_M * WG_N / TK)
 
 /* TILE_STEP's term: the XOR count of a window word and a weight word under the window word's
  * mask (mask_[i], row i's, loaded beside the row's word). */
@@ -27,7 +37,7 @@
      * take pixel NP - 1 (in bounds); their results are not stored. */                     \
     __local size_t pbase[BM];                                                                 \
     __local int piy[BM], pix[BM];                                                             \
-    for (int r = lid; r < BM; r += WG_M * WG_N) {                                             \
+    for (int r = lid; r < BM; r += WG_SIZE) {                                                 \
         const int p = min(bp + r, NP - 1);                                                    \
         const int n = p / (OH * OW), s = p - n * (OH * OW), oy = s / OW, ox = s - oy * OW;    \
         pbase[r] = (size_t)n * H * W * CW;                                                    \
@@ -37,26 +47,26 @@
     int acc[TM][TN];                                                                          \
     TILE_EACH(acc[i][j] = 0);                                                                 \
     __local word_t As[BM][TK_PAD], Ms[BM][TK_PAD], Bs[BN][TK_PAD];                            \
-    /* This work-item's column of every tile: word k0 + col of the windows. */              \
-    const int col = lid % TK, row0 = lid / TK;                                                \
     const word_t pad_mask = one_pad ? ~(word_t)0 : (word_t)0;                                 \
     barrier(CLK_LOCAL_MEM_FENCE);                                                             \
     for (int k0 = 0; k0 < KQ; k0 += TK) {                                                     \
-        const int k = k0 + col, in_k = k < KQ;                                                \
-        const int t = k / CW, cw = k - t * CW, ky = t / KW, kx = t - ky * KW;                 \
-        /* A padded pixel's word cw: 0, or with one padding its channel bits set. */         \
-        const int cbits = C - cw * WORD_BITS;                                                 \
-        const word_t pad_word = !one_pad || !in_k ? (word_t)0                                 \
-            : cbits >= WORD_BITS ? ~(word_t)0                                                 \
-            : cbits > 0 ? ((word_t)1 << cbits) - (word_t)1 : (word_t)0;                       \
-        for (int r = row0; r < BM; r += ROWS_PER_PASS) {                                      \
-            const int iy = piy[r] + ky, ix = pix[r] + kx;                                     \
-            const int inside = in_k && (uint)iy < (uint)H && (uint)ix < (uint)W;              \
-            As[r][col] = inside ? x[pbase[r] + ((size_t)iy * W + ix) * CW + cw] : pad_word;   \
-            Ms[r][col] = inside ? ~(word_t)0 : pad_mask;                                      \
+        for (int col = COL_FIRST; col < TK; col += COL_STEP) {                                \
+            const int k = k0 + col, in_k = k < KQ;                                            \
+            const int t = k / CW, cw = k - t * CW, ky = t / KW, kx = t - ky * KW;             \
+            /* A padded pixel's word cw: 0, or with one padding its channel bits set. */     \
+            const int cbits = C - cw * WORD_BITS;                                             \
+            const word_t pad_word = !one_pad || !in_k ? (word_t)0                             \
+                : cbits >= WORD_BITS ? ~(word_t)0                                             \
+                : cbits > 0 ? ((word_t)1 << cbits) - (word_t)1 : (word_t)0;                   \
+            for (int r = ROW_FIRST; r < BM; r += ROW_STEP) {                                  \
+                const int iy = piy[r] + ky, ix = pix[r] + kx;                                 \
+                const int inside = in_k && (uint)iy < (uint)H && (uint)ix < (uint)W;          \
+                As[r][col] = inside ? x[pbase[r] + ((size_t)iy * W + ix) * CW + cw] : pad_word; \
+                Ms[r][col] = inside ? ~(word_t)0 : pad_mask;                                  \
+            }                                                                                 \
+            for (int r = ROW_FIRST; r < BN; r += ROW_STEP)                                    \
+                Bs[r][col] = boc + r < OC && in_k ? w[(size_t)(boc + r) * KQ + k] : (word_t)0; \
         }                                                                                     \
-        for (int r = row0; r < BN; r += ROWS_PER_PASS)                                        \
-            Bs[r][col] = boc + r < OC && in_k ? w[(size_t)(boc + r) * KQ + k] : (word_t)0;    \
         barrier(CLK_LOCAL_MEM_FENCE);                                                         \
         for (int kk = 0; kk < TK; ++kk) {                                                     \
             word_t mask_[TM];                                                                 \
