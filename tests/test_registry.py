@@ -69,6 +69,16 @@ def test_gemv_runs_where_the_profile_tunes_one(profile):
     assert (p.bgemm.gemv is not None) == (profile == "gpu")
 
 
+def test_gpu_profile_fuses_the_threshold_into_its_implicit_gemm_conv():
+    gpu = PROFILES["gpu"]
+    for pad in ("zero", "one"):
+        variant = registry.select("bconv2d_threshold", gpu, pad)
+        assert variant.name == "bconv2d_igemm_threshold" and variant.fuses_threshold
+    # Its groups pack whole words: only tiles of a multiple of 64 channels run it.
+    assert gpu.bconv.tiles.wg_n * gpu.bconv.tiles.tn % 64 == 0
+    assert not registry.can_run("bconv2d_threshold", PROFILES["generic"])
+
+
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 def test_every_file_gets_the_tiles_and_constants_it_needs(profile):
     p = PROFILES[profile]
