@@ -64,7 +64,7 @@ class BinaryConv:
     """``prefer``: the variants to try, in order ("avx512": one fused kernel on bgemm's AVX-512
     tiles; "im2col": window rows + the GEMM; "igemm": windows gathered into bgemm's local tiles,
     with a fused batch-norm + sign variant; "direct": the tiled kernel, which always works).
-    ``tiles`` are the direct kernel's, ``avx512_tiles`` the AVX-512 kernel's block."""
+    ``tiles`` are the direct and igemm kernels', ``avx512_tiles`` the AVX-512 kernel's block."""
 
     prefer: tuple
     tiles: Tiles
