@@ -68,10 +68,10 @@ class Planner:
         """Whether a GEMM on packed bits applies a per-column scale and shift in its launch."""
         return registry.can_run("bgemm_affine", self.runtime.profile)
 
-    def fuses_conv_threshold(self, pad_value: str) -> bool:
+    def fuses_conv_threshold(self, pad_value: str, pooled: bool = False) -> bool:
         """Whether a binary convolution with ``pad_value`` padding applies a folded [BatchNorm ->]
-        Sign, and a max-pool next to it, in its launch."""
-        return registry.can_run("bconv2d_threshold", self.runtime.profile, pad_value)
+        Sign (and, where ``pooled``, the max-pool next to it) in its launch."""
+        return registry.can_run("bconv2d_threshold", self.runtime.profile, pad_value, pooled)
 
     def fuses_bitplane_threshold(self) -> bool:
         """Whether the uint8 first layer's bit-plane product applies it in its launch."""

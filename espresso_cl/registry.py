@@ -46,6 +46,12 @@ def mma_grid(tiles: MmaTiles, rows: int, cols: int) -> tuple:
 INLINE_PTX = "ESPRESSO_MMA_PTX"
 
 
+def gemv_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
+    """bgemv.cl: one work-group per WG_M * TN columns holding every row, K over its WG_N lanes."""
+    return ((tiles.wg_n, ceil_div(cols, tiles.wg_m * tiles.tn) * tiles.wg_m),
+            (tiles.wg_n, tiles.wg_m))
+
+
 @dataclass(frozen=True, eq=False)
 class KernelVariant:
     name: str
@@ -60,6 +66,7 @@ class KernelVariant:
     tuned: Callable[[Profile], object] | None = None
     fixed_defines: tuple = ()  # (name, value) pairs the host fixes for every profile
     fuses_threshold: bool = False
+    fuses_pool: bool = False   # a fused convolution that also max-pools its bits
     zero_padding_only: bool = False
     x86_machine_code: bool = False  # AVX-512 code built only by PoCL on x86-64: not simulatable
     # Runs only where the caller says the device's tensor-core probe passed
@@ -110,6 +117,9 @@ VARIANTS = (
                   tensor_cores=True),
     KernelVariant("bgemm_tiled", "bgemm", "bgemm.cl", ("bgemm",),
                   lambda p: p.bgemm.kernel == "tiled", tiles_grid, tuned=lambda p: p.bgemm.tiles),
+    # A separate op: the bgemm launcher runs it for at most gemv.tm rows where the profile has one.
+    KernelVariant("bgemv", "bgemv", "bgemv.cl", ("bgemv",), lambda p: p.bgemm.gemv is not None,
+                  gemv_grid, tuned=lambda p: p.bgemm.gemv),
     KernelVariant("bgemm_cpu", "bgemm", "bgemm_cpu.cl", ("bgemm_cpu",), _cpu_blocks, blocks_grid,
                   tuned=lambda p: p.bgemm.tiles),
     KernelVariant("bgemm_cpu_threshold", "bgemm_threshold", "bgemm_cpu.cl", ("bgemm_cpu_threshold",),
@@ -127,17 +137,27 @@ VARIANTS = (
                   zero_padding_only=True, x86_machine_code=True),
     KernelVariant("bconv2d_threshold_avx512", "bconv2d_threshold", "bconv2d_avx512.cl",
                   ("bconv2d_avx512_threshold",), _avx512("bconv"), blocks_grid, strategy="avx512",
-                  tuned=lambda p: p.bconv.avx512_tiles, fuses_threshold=True, x86_machine_code=True),
+                  tuned=lambda p: p.bconv.avx512_tiles, fuses_threshold=True, fuses_pool=True,
+                  x86_machine_code=True),
     KernelVariant("bconv2d_im2col", "bconv2d", "bconv2d_im2col.cl",
                   ("bconv2d_im2col", "bconv2d_place", "bconv2d_fixup"),
                   lambda p: "im2col" in p.bconv.prefer, strategy="im2col"),
+    KernelVariant("bconv2d_igemm", "bconv2d", "bconv2d_igemm.cl", ("bconv2d_igemm",),
+                  lambda p: "igemm" in p.bconv.prefer, tiles_grid, strategy="igemm",
+                  tuned=lambda p: p.bconv.tiles),
+    # The same product with the threshold in its epilogue; its groups pack whole words of
+    # output, so BN must be a multiple of 64 (a pixel's packed row is an even number of words).
+    KernelVariant("bconv2d_igemm_threshold", "bconv2d_threshold", "bconv2d_igemm_threshold.cl",
+                  ("bconv2d_igemm_threshold",),
+                  lambda p: "igemm" in p.bconv.prefer and p.bconv.tiles.wg_n * p.bconv.tiles.tn % 64 == 0,
+                  tiles_grid, strategy="igemm", tuned=lambda p: p.bconv.tiles, fuses_threshold=True),
     KernelVariant("bconv2d_direct", "bconv2d", "bconv2d.cl", ("bconv2d", "bconv2d_pad"),
                   _always, tiles_grid, strategy="direct", tuned=lambda p: p.bconv.tiles),
     # Only where the profile runs the direct kernel anyway: on CPUs that prefer window rows the
     # fused direct kernel took 1.4x the time of im2col + bgemm + threshold + pool at batch 64.
     KernelVariant("bconv2d_threshold_direct", "bconv2d_threshold", "bconv2d.cl", ("bconv2d_threshold",),
                   lambda p: "direct" in p.bconv.prefer, tiles_grid, strategy="direct",
-                  tuned=lambda p: p.bconv.tiles, fuses_threshold=True),
+                  tuned=lambda p: p.bconv.tiles, fuses_threshold=True, fuses_pool=True),
     KernelVariant("fconv2d", "fconv2d", "fconv2d.cl", ("fconv2d", "fconv2d_pad"), _always, tiles_grid,
                   tuned=lambda p: p.fconv),
     KernelVariant("bitplane_avx512", "bitplane_conv2d", "bitplane_avx512.cl", ("bitplane_conv2d_avx512",),
@@ -176,22 +196,27 @@ def _order(op: str, profile: Profile) -> list:
 
 
 @functools.lru_cache(maxsize=1024)
-def select(op: str, profile: Profile, pad_value: str = "zero", tensor_cores: bool = False) -> KernelVariant:
-    """The variant that runs ``op`` under ``profile`` (for convolutions: with that padding);
-    ``tensor_cores``: the device's tensor-core probe passed (the runtime holds the answer)."""
+def select(op: str, profile: Profile, pad_value: str = "zero", tensor_cores: bool = False,
+           pooled: bool = False) -> KernelVariant:
+    """The variant that runs ``op`` under ``profile`` (for convolutions: with that padding, and,
+    where ``pooled``, a max-pool in the same launch); ``tensor_cores``: the device's tensor-core
+    probe passed (the runtime holds the answer)."""
     for variant in _order(op, profile):
-        if (variant.runs_with(profile) and not (variant.zero_padding_only and pad_value != "zero")
-                and (tensor_cores or not variant.tensor_cores)):
+        if _takes(variant, profile, pad_value, pooled) and (tensor_cores or not variant.tensor_cores):
             return variant
     raise ValueError(f"no kernel variant runs {op!r} under profile {profile.name!r}")
 
 
+def _takes(variant: KernelVariant, profile: Profile, pad_value: str, pooled: bool) -> bool:
+    return (variant.runs_with(profile) and not (variant.zero_padding_only and pad_value != "zero")
+            and (variant.fuses_pool or not pooled))
+
+
 @functools.lru_cache(maxsize=1024)
-def can_run(op: str, profile: Profile, pad_value: str = "zero") -> bool:
+def can_run(op: str, profile: Profile, pad_value: str = "zero", pooled: bool = False) -> bool:
     """Whether some variant runs ``op`` under ``profile`` (fused ops exist on some profiles only;
-    for convolutions: with that padding)."""
-    return any(v.op == op and v.runs_with(profile) and not (v.zero_padding_only and pad_value != "zero")
-               for v in VARIANTS)
+    for convolutions: with that padding, and, where ``pooled``, a max-pool in the same launch)."""
+    return any(v.op == op and _takes(v, profile, pad_value, pooled) for v in VARIANTS)
 
 
 def file_defines(filename: str, profile: Profile, inline_ptx: bool = False) -> dict:

@@ -70,11 +70,15 @@ class BinaryGemm:
     or "cpu_blocks" (bgemm_cpu.cl, a TM x TN block of xnor_cpu.h register tiles per work-item);
     each with fused batch-norm + sign and affine variants. ``mma``: tiles of the 1-bit
     tensor-core GEMM (kernels/bgemm_mma.cl), which the profile prefers on devices whose
-    tensor-core probe passes (espresso_cl/ops/tensor_cores.py); None: never."""
+    tensor-core probe passes (espresso_cl/ops/tensor_cores.py); None: never. ``gemv``:
+    bgemv.cl's tiles, for products of at most ``gemv.tm`` rows (a work-group per
+    ``wg_m * tn`` columns, K split over ``wg_n`` work-items, ``tk`` words each per step);
+    None: bgemm's own kernel takes every M."""
 
     kernel: str
     tiles: Tiles
     mma: MmaTiles | None = None
+    gemv: Tiles | None = None
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,10 @@ class FloatGemm:
 @dataclass(frozen=True)
 class BinaryConv:
     """``prefer``: the variants to try, in order ("avx512": one fused kernel on bgemm's AVX-512
-    tiles; "im2col": window rows + the GEMM; "direct": the tiled kernel, which always works).
-    The conv + threshold + pool kernels exist for "avx512" and "direct" (where listed).
-    ``tiles`` are the direct kernel's, ``avx512_tiles`` the AVX-512 kernel's block."""
+    tiles; "im2col": window rows + the GEMM; "igemm": windows gathered into bgemm's local tiles;
+    "direct": the tiled kernel, which always works). The conv + threshold kernels exist for
+    "avx512", "igemm" and "direct" (where listed); those of "avx512" and "direct" also pool.
+    ``tiles`` are the direct and igemm kernels', ``avx512_tiles`` the AVX-512 kernel's block."""
 
     prefer: tuple
     tiles: Tiles
@@ -228,9 +233,14 @@ PROFILES = {
     "gpu": Profile(
         "gpu", 32, kinds=("gpu",),
         # mma: 8 warps of 64 x 32 outputs (4 x 4 fragments), 128 x 128 per work-group.
-        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True), mma=MmaTiles(2, 4, 4, 4)),
+        # Batch 1-16: bgemv.cl, 16 columns per group (256 groups at N = 4096), K over 16 lanes
+        # (64 bytes of a row per load), 8 words per lane per step (K = 4096 in one step, 8
+        # loads of B in flight per lane); 25 KB of local memory at M = 16, under 32 KB.
+        bgemm=BinaryGemm("tiled", Tiles(4, 4, 16, 16, use_local=True), mma=MmaTiles(2, 4, 4, 4),
+                         gemv=Tiles(16, 1, 16, 16, tk=8)),
         fgemm=FloatGemm(Tiles(4, 4, 16, 16, use_local=True)),
-        bconv=BinaryConv(("direct",), Tiles(4, 4, 16, 16, use_local=True)),
+        # Implicit GEMM (bconv2d_igemm.cl): windows gathered into bgemm's tiles, no frame copy.
+        bconv=BinaryConv(("igemm", "direct"), Tiles(4, 4, 16, 16, use_local=True)),
         fconv=FloatConv(Tiles(4, 4, 16, 16, use_local=True)),
         # 2 x 4 blocks keep bitplane_conv2d under 64 registers on sm_80 (4 x 4 took 95: 31%
         # occupancy); 4 channels per work-item share each pixel's plane popcounts.

@@ -91,6 +91,31 @@ def test_bconv2d_zero_padding_borders(profiled_runtime, rng, case):
     np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))
 
 
+# Larger than one work-group's tile of the GPU profile's implicit GEMM (BM = BN = 64): pixels
+# over several row tiles that cross image boundaries, OC past 64, windows of many K tiles (up to
+# 9 taps x 5 words), 1 and 70 channels, stride 1 and 2, batch 1 and odd.
+LARGE_CONV_CASES = [
+    (3, 11, 13, 70, 67, 3, 3, 2, "same"),
+    (1, 12, 9, 1, 65, 3, 3, 1, "same"),
+    (5, 7, 6, 150, 33, 3, 3, 1, ((1, 1), (1, 1))),
+    (1, 16, 16, 64, 70, 1, 1, 1, "valid"),
+]
+
+
+@pytest.mark.parametrize("pad_value", ["zero", "one"])
+@pytest.mark.parametrize("case", LARGE_CONV_CASES, ids=conv_ids(LARGE_CONV_CASES))
+def test_bconv2d_over_several_tiles(profiled_runtime, rng, case, pad_value):
+    x_shape, w_shape, stride, padding = conv_shapes(case)
+    x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
+    out = ops.bconv2d(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w), stride, padding, pad_value)
+    expected = reference.conv2d(x, w, stride, padding, 1 if pad_value == "one" else 0)
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+THRESHOLD_CONV_CASES = CONV_CASES + LARGE_CONV_CASES + [(2, 5, 5, 40, 64, 3, 3, 1, "same"),
+                                                         (1, 6, 7, 33, 96, 3, 3, 2, "same")]
+
+
 # bconv2d_threshold: the convolution, the folded batch-norm + sign and a max-pool of the bits
 # around it in one launch, where the profile has it (registry.can_run). The pools: none;
 # 2x2 stride 2 (the CNN's), before the sign (AND in flipped channels) and after it (OR);
@@ -139,7 +164,7 @@ def _check_conv_threshold(runtime, rng, x, w, stride, padding, pad_value, pool, 
 
 
 @pytest.mark.parametrize("pad_value", ["zero", "one"])
-@pytest.mark.parametrize("case", CONV_CASES, ids=conv_ids(CONV_CASES))
+@pytest.mark.parametrize("case", THRESHOLD_CONV_CASES, ids=conv_ids(THRESHOLD_CONV_CASES))
 def test_bconv2d_threshold_matches_reference(profiled_runtime, rng, case, pad_value):
     _skip_unless_fused_conv(profiled_runtime, pad_value)
     x_shape, w_shape, stride, padding = conv_shapes(case)

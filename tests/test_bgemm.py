@@ -229,3 +229,45 @@ def test_bgemm_affine_rejects_wrong_parameters(runtime, rng):
         ops.bgemm_affine(a, b, ok, Tensor.from_numpy(runtime, np.ones(4, np.float32), "float32"))
     with pytest.raises(ValueError, match="float32 scale"):
         ops.bgemm_affine(a, b, ok, Tensor.from_numpy(runtime, np.ones(3, np.int32), "int32"))
+
+
+# Few rows: on profiles with a GEMV kernel (BinaryGemm.gemv, the GPU profile's bgemv.cl) every M
+# up to gemv.tm runs it, in row buckets of powers of two; M = 16 and 17 sit at the GPU profile's
+# switch back to bgemm. K in words on both sides of the 32 lanes that split it (1, 31, 33, 130
+# words), N not a multiple of a group's 16 columns, and N below one group.
+GEMV_SHAPES = [
+    (1, 1, 1),
+    (1, 17, 993),
+    (2, 40, 1024),
+    (3, 33, 4160),
+    (5, 100, 65),
+    (8, 15, 2000),
+    (9, 47, 130),
+    (16, 35, 1057),
+    (17, 35, 1057),
+]
+
+
+@pytest.mark.parametrize("m, n, k", GEMV_SHAPES, ids=gemm_ids(GEMV_SHAPES))
+def test_bgemm_few_rows(profiled_runtime, rng, m, n, k):
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
+    out = ops.bgemm(to_bits(profiled_runtime, a), to_bits(profiled_runtime, b))
+    np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
+
+
+def test_gemv_runs_up_to_the_profiles_row_limit(runtime, rng, monkeypatch):
+    # The switch itself: bgemv.cl for M <= gemv.tm, bgemm.cl above (on the GPU profile).
+    from espresso_cl.ops import gemm
+    from espresso_cl.runtime import Runtime
+    from espresso_cl.tuning import PROFILES
+
+    gpu = Runtime(runtime.device, profile=PROFILES["gpu"])
+    limit = PROFILES["gpu"].bgemm.gemv.tm
+    ran = []
+    real = gemm.launch
+    monkeypatch.setattr(gemm, "launch", lambda rt, file, *args: ran.append(file) or real(rt, file, *args))
+    for m in (limit, limit + 1):
+        a, b = sign_pm1(rng, (m, 70)), sign_pm1(rng, (20, 70))
+        out = ops.bgemm(to_bits(gpu, a), to_bits(gpu, b))
+        np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
+    assert ran == ["bgemv.cl", "bgemm.cl"]

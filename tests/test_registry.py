@@ -63,7 +63,8 @@ def _guarded_lines(source: str):
     ("cpu-avx512", "one", "bconv2d_im2col"),
     ("cpu", "zero", "bconv2d_im2col"),
     ("intel-cpu", "one", "bconv2d_im2col"),
-    ("gpu", "zero", "bconv2d_direct"),
+    ("gpu", "zero", "bconv2d_igemm"),
+    ("gpu", "one", "bconv2d_igemm"),
     ("generic", "one", "bconv2d_direct"),
 ])
 def test_binary_conv_variant_follows_profile_and_padding(profile, pad, expected):
@@ -79,15 +80,34 @@ def test_fused_threshold_variants_exist_exactly_where_their_kernels_run(profile)
         "bgemm_cpu_threshold" if cpu_blocks else "bgemm_tiled_threshold")
     assert registry.select("bgemm_affine", p).name == ("bgemm_cpu_affine" if cpu_blocks else "bgemm_tiled_affine")
     direct = "direct" in p.bconv.prefer  # the fused direct conv where the direct conv runs
-    assert registry.can_run("bconv2d_threshold", p, "zero") == (direct or p.x86_machine_code)
-    assert registry.can_run("bconv2d_threshold", p, "one") == (direct or p.x86_machine_code)
-    if direct or p.x86_machine_code:
-        for pad in ("zero", "one"):
-            assert registry.select("bconv2d_threshold", p, pad).name == (
+    for pad in ("zero", "one"):
+        # With a pool in the launch: the AVX-512 or the direct kernel (the implicit GEMM's has none).
+        assert registry.can_run("bconv2d_threshold", p, pad, pooled=True) == (direct or p.x86_machine_code)
+        if direct or p.x86_machine_code:
+            assert registry.select("bconv2d_threshold", p, pad, pooled=True).name == (
                 "bconv2d_threshold_avx512" if p.x86_machine_code else "bconv2d_threshold_direct")
     assert registry.select("bitplane_conv2d_threshold", p).name == (
         "bitplane_threshold_avx512" if p.x86_machine_code else "bitplane_threshold_tiled")
     assert (registry.select("bitplane_conv2d", p).name == "bitplane_avx512") == p.x86_machine_code
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_gemv_runs_where_the_profile_tunes_one(profile):
+    p = PROFILES[profile]
+    assert registry.can_run("bgemv", p) == (p.bgemm.gemv is not None)
+    assert (p.bgemm.gemv is not None) == (profile == "gpu")
+
+
+def test_gpu_profile_fuses_the_threshold_into_its_implicit_gemm_conv():
+    gpu = PROFILES["gpu"]
+    for pad in ("zero", "one"):
+        variant = registry.select("bconv2d_threshold", gpu, pad)
+        assert variant.name == "bconv2d_igemm_threshold" and variant.fuses_threshold
+        assert not variant.fuses_pool  # a pool after it: the direct kernel's fused form
+        assert registry.select("bconv2d_threshold", gpu, pad, pooled=True).name == "bconv2d_threshold_direct"
+    # Its groups pack whole words: only tiles of a multiple of 64 channels run it.
+    assert gpu.bconv.tiles.wg_n * gpu.bconv.tiles.tn % 64 == 0
+    assert registry.select("bconv2d_threshold", PROFILES["generic"]).name == "bconv2d_threshold_direct"
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -101,7 +121,7 @@ def test_every_file_gets_the_tiles_and_constants_it_needs(profile):
                 assert {"MMA_WARPS_M", "MMA_WARPS_N", "MMA_MF", "MMA_NF"} <= set(defines), variant.name
             assert registry.INLINE_PTX not in defines  # only for NVIDIA devices
             assert registry.file_defines(variant.file, p, inline_ptx=True)[registry.INLINE_PTX] == 1
-        elif variant.tuned is not None:
+        elif variant.tuning(p) is not None:  # (bgemv has tuning data only where a GEMV kernel is)
             assert {"TM", "TN", "WG_M", "WG_N"} <= set(defines), variant.name
         if "bitplane" in variant.file:
             assert defines["PLANES"] == registry.BITPLANES

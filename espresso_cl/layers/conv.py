@@ -86,7 +86,7 @@ class BinaryConv2D(_Conv, BinaryWeights):
         w = planner.packed_weights(self)
         if self.input_spec.kind == "pm1":
             fused = sign_pool_after(following)
-            if fused and planner.fuses_conv_threshold(self.pad_value):
+            if fused and planner.fuses_conv_threshold(self.pad_value, pooled=fused.pool is not None):
                 # The convolution, [BatchNorm +] Sign and the pool around them in one launch.
                 thresholds = planner.thresholds(self.output_spec, fused.sign)
                 return planner.bconv_threshold(w, self, thresholds, fused.pool, fused.and_flips), fused.consumed

@@ -114,6 +114,8 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
         return _bconv2d_avx512(variant, x, w, g)
     if variant.strategy == "im2col":
         return _bconv2d_im2col(variant, x, w, g, one_pad)
+    if variant.strategy == "igemm":
+        return _bconv2d_igemm(variant, x, w, g, one_pad)
     n, h, wd, c = x.shape
     oc = w.shape[0]
     rw = x.storage_shape[-1]
@@ -139,6 +141,21 @@ def _bconv2d_avx512(variant, x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
     launch(runtime, variant.file, variant.kernel, variant.defines(profile), *variant.grid(tiles, pixels, oc),
            n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
            x.storage_shape[-1] // profile.words32, x, w, out)
+    return out
+
+
+def _bconv2d_igemm(variant, x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Tensor:
+    runtime = x.runtime
+    profile = runtime.profile
+    n, h, wd, c = x.shape
+    oc = w.shape[0]
+    pixels = n * g.oh * g.ow
+    tiles = _fitted(variant.tuning(profile), pixels)
+    out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles),
+           *variant.grid(tiles, pixels, oc),
+           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
+           x.storage_shape[-1] // profile.words32, one_pad, x, w, out)
     return out
 
 
@@ -219,10 +236,10 @@ def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride
     one_pad = _one_pad("bconv2d_threshold", pad_value)
     runtime = x.runtime
     profile = runtime.profile
-    if not registry.can_run("bconv2d_threshold", profile, pad_value):
+    if not registry.can_run("bconv2d_threshold", profile, pad_value, pool is not None):
         raise ValueError(f"bconv2d_threshold: profile {profile.name!r} has no fused convolution "
-                         f"with {pad_value} padding")
-    variant = registry.select("bconv2d_threshold", profile, pad_value)
+                         f"with {pad_value} padding{' and a pool' if pool is not None else ''}")
+    variant = registry.select("bconv2d_threshold", profile, pad_value, pooled=pool is not None)
     n, h, wd, c = x.shape
     oc = w.shape[0]
     check_thresholds("bconv2d_threshold", thresh, flip, oc)
@@ -232,6 +249,13 @@ def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride
     pooled = n * p.oh * p.ow
     pool_args = (p.kh, p.kw, p.stride, p.pad_top, p.pad_left, p.oh, p.ow, bool(and_flips), out.storage_shape[-1])
     cw = x.storage_shape[-1] // profile.words32
+    if variant.strategy == "igemm":  # (no pool: registry.select took another where one is asked)
+        tiles = _fitted(variant.tuning(profile), n * g.oh * g.ow)
+        launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles),
+               *variant.grid(tiles, n * g.oh * g.ow, oc),
+               n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
+               cw, one_pad, out.storage_shape[-1], x, w, thresh, flip, out)
+        return out
     if variant.strategy == "avx512":
         # Whole 32-bit words of channels per work-item, about TM conv pixels: TM / window pooled ones.
         block = variant.tuning(profile)

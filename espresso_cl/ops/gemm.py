@@ -53,14 +53,34 @@ def _check_operands(a: Tensor, b: Tensor, what: str) -> None:
                          f"b {b.shape} (segment {b.segment})")
 
 
+def _gemv_rows(tiles: Tiles, m: int) -> Tiles:
+    """bgemv's tiles for m rows: TM the power of two at or above m (a few row buckets, so
+    that few programs are built and rows past M cost little)."""
+    tm = 1
+    while tm < m:
+        tm *= 2
+    return replace(tiles, tm=tm)
+
+
 def bgemm(a: Tensor, b: Tensor) -> Tensor:
     """XNOR-popcount GEMM: bits a (M, K) and bits b (N, K) -> int32 (M, N) = a @ b.T over +-1.
 
-    a and b must share the packed row layout (same K and segment).
+    a and b must share the packed row layout (same K and segment). Where the profile has a
+    GEMV kernel (``BinaryGemm.gemv``), at most ``gemv.tm`` rows run bgemv.cl instead.
     """
     _check_operands(a, b, "bgemm")
     runtime = a.runtime
-    variant = registry.select("bgemm", runtime.profile, tensor_cores=tensor_cores_usable(runtime))
+    profile = runtime.profile
+    (m, k), n = a.shape, b.shape[0]
+    gemv = profile.bgemm.gemv
+    if gemv is not None and m <= gemv.tm:
+        variant = registry.select("bgemv", profile)
+        tiles = _gemv_rows(gemv, m)
+        out = Tensor(runtime, (m, n), "int32")
+        launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles),
+               *variant.grid(tiles, m, n), m, n, a.storage_shape[1] // profile.words32, k, a, b, out)
+        return out
+    variant = registry.select("bgemm", profile, tensor_cores=tensor_cores_usable(runtime))
     return tensor_cores.bgemm_mma(a, b) if variant.tensor_cores else _bgemm(variant, a, b)
 
 
