@@ -85,17 +85,22 @@ class LaunchList:
     def replay(self, x: np.ndarray) -> np.ndarray | None:
         """The output of the recorded run on ``x`` as NumPy (storage layout), or None if the list
         was released meanwhile. ``x`` has the recorded input's dtype and sample shape, and at
-        most its samples: the rows past it keep what the last run left there, and only the
-        output's first ``len(x)`` rows are read (samples are independent in every layer)."""
+        most its samples: the rows past it run on zeros, and only the output's first ``len(x)``
+        rows are read (samples are independent in every layer)."""
         queue = self.runtime.queue
+        x_rows = len(x)
         with self._lock:
             if not self.replayable:
                 return None
+            if x_rows < self._input.shape[0]:  # (a padded replay: a batch size's first call only)
+                padded = np.zeros(self._input.storage_shape, self._input.dtype)
+                padded[:x_rows] = x
+                x = padded
             # x lives until the blocking read below, which ends after the copy.
             cl.enqueue_copy(queue, self._input.buffer, x, is_blocking=False)
             for kernel, global_size, local_size in self.launches:
                 cl.enqueue_nd_range_kernel(queue, kernel, global_size, local_size)
-            out = np.empty((len(x),) + self._output.storage_shape[1:], self._output.dtype)
+            out = np.empty((x_rows,) + self._output.storage_shape[1:], self._output.dtype)
             cl.enqueue_copy(queue, out, self._output.buffer)
         return out
 

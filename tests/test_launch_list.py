@@ -106,8 +106,8 @@ def test_the_most_recent_launch_lists_are_kept_and_the_rest_released(runtime, rn
 
 def test_a_new_small_batch_size_first_replays_its_buckets_list_padded(runtime, rng):
     # The first call at a size of up to PADDED_ROWS samples runs the list of its power-of-two
-    # bucket, recorded while planning: the rows past the call's keep the last call's samples,
-    # which never leak into it. The second call at that size records its own.
+    # bucket, recorded while planning, on its samples and zeros after them (a padded replay);
+    # the second call at that size records its own.
     model = on(runtime, cnn()).initialize(seed=11)
     x = pixels(rng, 8, model.input_shape)
     model.predict(x[:1])
