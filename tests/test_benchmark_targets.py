@@ -143,12 +143,12 @@ def test_launches_are_at_most_one_per_binary_layer_plus_one():
 
 def test_first_call_at_a_new_batch_size_is_at_most_twice_the_warm_time():
     def first(ratio, batch):
-        return {"first_call": {POCL: {"batch": batch, "first_s": ratio * 1e-3, "warm_median_s": 1e-3,
+        return {"first_call": {POCL: {"batch": batch, "first_s": ratio * 1e-3, "warm_single_s": 1e-3,
                                       "ratio": ratio}}}
     results = [_result("mlp", "batch 1", extra=first(1.9, 2)), _result("cnn", "batch 64", extra=first(30.0, 65))]
     rows = _verdicts(_summary(results=results))
-    assert rows["MLP after batch 1: first call at a new batch size (2) / its warm time"]["met"] is True
-    assert rows["CNN after batch 64: first call at a new batch size (65) / its warm time"]["met"] is False
+    assert rows["MLP after batch 1: first call at a new batch size (2) / a warm single call"]["met"] is True
+    assert rows["CNN after batch 64: first call at a new batch size (65) / a warm single call"]["met"] is False
 
 
 def test_gpu_rows():
