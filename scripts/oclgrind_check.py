@@ -77,7 +77,7 @@ def run_profile(profile: str, pytest_args: list[str], workers: int, timeout: flo
                OCLGRIND_DATA_RACES="1", OCLGRIND_UNINITIALIZED="1",
                ESPRESSO_KERNEL_LOG=str(paths["kernels"]))
     env.pop("OCLGRIND_LOG", None)  # it would divert the reports away from stderr
-    command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "--durations=10",
+    command = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "--durations=40",
                "--capture=sys", "-m", MARKERS, *pytest_args]
     if workers > 1:
         # Oclgrind simulates a kernel on one core (OCLGRIND_NUM_THREADS changed nothing here),

@@ -183,6 +183,9 @@ def test_bconv2d_threshold_matches_reference(profiled_runtime, rng, case, pad_va
 @pytest.mark.parametrize("pad_value", ["zero", "one"])
 def test_bconv2d_threshold_pools_the_bits(profiled_runtime, rng, case, pool, and_flips, pad_value):
     _skip_unless_fused_conv(profiled_runtime, pad_value)
+    if profiled_runtime.kind == "oclgrind" and case[0] == 3 and pool != POOLS[1]:
+        # 20-30 s each there; the other cases run these pools, and this case the CNN's pool.
+        pytest.skip("the odd-sized case with the rarer pools: too slow for the simulator")
     x_shape, w_shape, stride, padding = conv_shapes(case)
     x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
     _check_conv_threshold(profiled_runtime, rng, x, w, stride, padding, pad_value, pool, and_flips)

@@ -172,6 +172,7 @@ def test_failed_probe_falls_back_to_popcount_with_one_warning(mma_runtime, rng, 
     assert len(calls) == 1  # the probe stopped at its first failure, and the GEMMs ran without it
 
 
+@_SLOW  # a model's planning: hundreds of simulated launches
 def test_a_probe_met_while_planning_a_model_still_runs_for_real(mma_runtime, rng, monkeypatch):
     # A model's first call plans in dry runs (nothing enqueued): the probe that the first GEMM
     # starts there must still compare real results, and pass.

@@ -160,6 +160,7 @@ def _bgemm_space(base):
     return (Space({"tiles.tm": (6, 24)}),)
 
 
+@pytest.mark.no_oclgrind  # the search's logic: test_bgemm.py checks its kernels there
 def test_the_search_picks_the_faster_candidate(runtime):
     base = _hand_set(runtime)
     result = tuner.tune_family(Runtime(runtime.device, profile=base), "bgemm", base, [tuner.gemm_shape(5, 37, 100)],
@@ -175,6 +176,7 @@ def test_the_search_picks_the_faster_candidate(runtime):
     assert "bgemm" in tuner.table([result])
 
 
+@pytest.mark.no_oclgrind  # the search's logic: test_bgemm.py checks its kernels there
 def test_a_mismatching_or_failing_candidate_is_rejected(runtime):
     base = _hand_set(runtime)
     right = tuner.gemm_shape(5, 37, 100)
