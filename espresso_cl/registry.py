@@ -31,8 +31,24 @@ def tiles_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
 
 
 def blocks_grid(tiles: Tiles, rows: int, cols: int) -> tuple:
-    """One work-item per work-group, each a contiguous TM x TN block."""
-    return (ceil_div(cols, tiles.tn), ceil_div(rows, tiles.tm)), (1, 1)
+    """One work-item per work-group, each a contiguous TM x TN block; dimension 0 runs over
+    column blocks, or over row blocks where ``tiles.rows_first`` (the kernels read their block
+    through common.h's BLOCK_ROW / BLOCK_COL)."""
+    row_blocks, col_blocks = ceil_div(rows, tiles.tm), ceil_div(cols, tiles.tn)
+    return ((row_blocks, col_blocks) if tiles.rows_first else (col_blocks, row_blocks)), (1, 1)
+
+
+def rows_first(row_operand_size: int, col_operand_size: int) -> bool:
+    """Whether a blocks grid should run over row blocks first: where the operand the rows read
+    (A of a GEMM, a conv's image) is no larger than the one the columns read (B, the filters),
+    both in one unit.
+
+    A CPU runtime hands each thread runs of consecutive work-groups. Along dimension 0 they
+    share the block of the other dimension, which stays in cache while the operand of
+    dimension 0 is read whole, once per run: so that one should be the smaller. Measured on 2
+    Zen 5 cores (PoCL), each order in turn in one process: XNOR GEMM + threshold 1.05-1.06x
+    at 16, 100 and 256 x 4096 x 4096 (0.99x at 64), the MLP at batch 256 1.03-1.04x."""
+    return row_operand_size <= col_operand_size
 
 
 def mma_grid(tiles: MmaTiles, rows: int, cols: int) -> tuple:

@@ -26,7 +26,10 @@ from .cpu_features import AVX512_XNOR
 class Tiles:
     """A work-item's register block of ``tm`` rows x ``tn`` columns and a work-group of
     ``wg_m`` x ``wg_n`` work-items; with ``use_local``, tiles of ``tk`` words along K are staged
-    in local memory. For convolutions rows are output pixels and columns output channels."""
+    in local memory. For convolutions rows are output pixels and columns output channels.
+    ``rows_first``: in a grid of one work-item per block (``registry.blocks_grid``), dimension 0
+    runs over row blocks, not column blocks; the launcher sets it per product
+    (``registry.rows_first``), not the profile."""
 
     tm: int
     tn: int
@@ -34,10 +37,11 @@ class Tiles:
     wg_n: int = 1
     use_local: bool = False
     tk: int = 16
+    rows_first: bool = False
 
     def defines(self) -> dict:
         return {"TM": self.tm, "TN": self.tn, "WG_M": self.wg_m, "WG_N": self.wg_n,
-                "USE_LOCAL": int(self.use_local), "TK": self.tk}
+                "USE_LOCAL": int(self.use_local), "TK": self.tk, "ROWS_FIRST": int(self.rows_first)}
 
 
 @dataclass(frozen=True)

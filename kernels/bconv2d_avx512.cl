@@ -148,8 +148,9 @@ static inline int xconv_one_pad(const __global word_t *wf, const int y, const in
 }
 
 /* x: N x H x W pixels of CW words, w: OC x KH x KW x CW words -> out: N x OH x OW x OC,
- * zero padding. Launch: global (ceil(OC / TN), ceil(NP / TM)), local (1, 1): one work-item
- * per work-group owns pixels bp .. bp + TM - 1 and channels boc .. boc + TN - 1. */
+ * zero padding. Launch: global (ceil(OC / TN), ceil(NP / TM)) (swapped with ROWS_FIRST),
+ * local (1, 1): one work-item per work-group owns pixels bp .. bp + TM - 1 and channels
+ * boc .. boc + TN - 1. */
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void bconv2d_avx512(const int N, const int H, const int W, const int C,
                     const int OC, const int KH, const int KW, const int OH, const int OW,
@@ -160,7 +161,7 @@ void bconv2d_avx512(const int N, const int H, const int W, const int C,
 {
     const int NP = N * OH * OW, RUN = KW * CW;
     const long ROW = (long)W * CW;
-    const int bp = get_group_id(1) * TM, boc = get_group_id(0) * TN;
+    const int bp = BLOCK_ROW() * TM, boc = BLOCK_COL() * TN;
     const int pend = min(NP, bp + TM), ocend = min(OC, boc + TN);
     long px[3];
     int iy0[3], xa[3], xb[3], taps[3], acc[3 * 8];
@@ -201,7 +202,8 @@ void bconv2d_avx512(const int N, const int H, const int W, const int C,
  * It runs the conv pixels of its pooled pixels' windows, in order, through the 3 x 8 tiles
  * (a window's pixels are computed in the work-item that pools them: overlapping windows, a
  * stride below the window, compute a pixel more than once).
- * Launch: global (ceil(OC / TN), ceil(N * POH * POW / TM)), local (1, 1). */
+ * Launch: global (ceil(OC / TN), ceil(N * POH * POW / TM)) (swapped with ROWS_FIRST),
+ * local (1, 1). */
 #if TN % 32 == 0
 #define XCONV_WORDS (TN / 32)
 
@@ -220,7 +222,7 @@ void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C
 {
     const int NQ = N * POH * POW, RUN = KW * CW;
     const long ROW = (long)W * CW;
-    const int bq = get_group_id(1) * TM, boc = get_group_id(0) * TN;
+    const int bq = BLOCK_ROW() * TM, boc = BLOCK_COL() * TN;
     const int qend = min(NQ, bq + TM), ocend = min(OC, boc + TN);
     /* Per channel of the block its test; per word the flips and the channels below OC. */
     int th[TN], fl[TN];

@@ -4,7 +4,7 @@
  * the bottom edge), so the block's rows and columns stay in the core's caches; the launcher
  * (espresso_cl/ops/gemm.py) narrows TN for short products such as a batch-1 GEMV.
  *
- * Launch: global (ceil(N / TN), ceil(M / TM)), local (1, 1).
+ * Launch: global (ceil(N / TN), ceil(M / TM)), or the two swapped with ROWS_FIRST, local (1, 1).
  */
 #include "common.h"
 #include "xnor_cpu.h"
@@ -21,7 +21,7 @@
 /* The work-item's block: rows [bm, mend) and columns [bn, nend) of C. A64, B64: A and B as
  * rows of kw 64-bit words (KW counts word_t, WORD_SPAN / 2 of them per 64 bits). */
 #define BGEMM_CPU_BLOCK()                                                                   \
-    const int bm = get_group_id(1) * TM, bn = get_group_id(0) * TN;                         \
+    const int bm = BLOCK_ROW() * TM, bn = BLOCK_COL() * TN;                              \
     const int mend = M < bm + TM ? M : bm + TM, nend = N < bn + TN ? N : bn + TN;           \
     const int kw = KW * WORD_SPAN / 2;                                                      \
     const __global ulong *A64 = (const __global ulong *)A, *B64 = (const __global ulong *)B

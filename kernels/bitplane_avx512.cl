@@ -62,14 +62,15 @@ XNOR_CPU_TARGET void bitplane_tile_2x32(const __global ulong *x0, const __global
 }
 
 /* patches as bitplane_conv2d, wt: CW x OCP words (bitplane_weights transposed) -> out: NP x OC.
- * Launch: global (OCP / 32, ceil(NP / 4)), local (1, 1): 4 pixels x 32 channels a work-item. */
+ * Launch: global (OCP / 32, ceil(NP / 4)) (swapped with ROWS_FIRST), local (1, 1): 4 pixels
+ * x 32 channels a work-item. */
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void bitplane_conv2d_avx512(const int NP, const int OC, const int CW, const int OCP,
                             __global const word_t *restrict patches,
                             __global const word_t *restrict wt,
                             __global int *restrict out)
 {
-    const int bp = get_group_id(1) * TM, boc = get_group_id(0) * TN;
+    const int bp = BLOCK_ROW() * TM, boc = BLOCK_COL() * TN;
     const size_t row = (size_t)CW * PLANES;
     const int cols = min(OC - boc, 32);
     int acc[2 * 32];
@@ -84,11 +85,12 @@ void bitplane_conv2d_avx512(const int NP, const int OC, const int CW, const int 
 
 /* bitplane_conv2d_avx512 followed by threshold_pack (kernels/pack.cl), in one launch: bit c of
  * an output pixel is flip[c] ? acc <= thresh[c] : acc >= thresh[c], packed as common.h says into
- * out, NP rows of RW 32-bit words (RW even). Each work-item owns word get_group_id(0) (channels
+ * out, NP rows of RW 32-bit words (RW even). Each work-item owns word BLOCK_COL() (channels
  * boc .. boc + 31) of its 4 pixels, and the last one (word OCP / 32 - 1) also the row's pad word
  * after it, written 0, so every word has exactly one writer. Each channel's test is one range,
  * lo[c] <= acc <= hi[c] (one side INT_MIN / INT_MAX), and channels past OC get an empty one, so
- * their bits are 0. Launch: global (OCP / 32, ceil(NP / 4)), local (1, 1). */
+ * their bits are 0. Launch: global (OCP / 32, ceil(NP / 4)) (swapped with ROWS_FIRST),
+ * local (1, 1). */
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void bitplane_threshold_avx512(const int NP, const int OC, const int CW, const int OCP, const int RW,
                                __global const word_t *restrict patches,
@@ -97,7 +99,7 @@ void bitplane_threshold_avx512(const int NP, const int OC, const int CW, const i
                                __global const int *restrict flip,
                                __global uint *restrict out)
 {
-    const int bp = get_group_id(1) * TM, word = get_group_id(0), boc = word * TN;
+    const int bp = BLOCK_ROW() * TM, word = BLOCK_COL(), boc = word * TN;
     const size_t row = (size_t)CW * PLANES;
     const int cols = min(OC - boc, 32);
     int lo[32], hi[32];

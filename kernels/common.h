@@ -61,6 +61,16 @@ typedef uint word_t;
  * column). OP(x, y) is a macro giving one term of a product: XNOR_COUNT, PRODUCT or a
  * micro-kernel's own. Names ending in _ are the macros' own. */
 
+/* The row block and column block of this work-group in a grid of one work-item per block
+ * (espresso_cl/registry.py: blocks_grid): dimension 0 runs over column blocks, or over row
+ * blocks where the host defines ROWS_FIRST 1 (its choice of the order that keeps the larger
+ * operand's block in cache). */
+#ifndef ROWS_FIRST
+#define ROWS_FIRST 0
+#endif
+#define BLOCK_ROW() ((int)get_group_id(ROWS_FIRST ? 0 : 1))
+#define BLOCK_COL() ((int)get_group_id(ROWS_FIRST ? 1 : 0))
+
 /* The XNOR-popcount term of two words, the count of differing bits; a dot product's term. */
 #define XNOR_COUNT(x, y) POPC((x) ^ (y))
 #define PRODUCT(x, y) ((x) * (y))

@@ -202,3 +202,17 @@ def test_bconv2d_threshold_rejects_bad_arguments(runtime, rng):
         ops.bconv2d_threshold(x, w, zeros, zeros, 1, "same", pool=((2, 2), 2, ((2, 0), (0, 0))))
     with pytest.raises(TypeError, match="packed bits"):
         ops.bconv2d_threshold(to_floats(runtime, np.zeros((1, 4, 4, 5))), w, zeros, zeros, 1, "same")
+
+
+@pytest.mark.parametrize("rows_first", [False, True], ids=["columns-first", "rows-first"])
+def test_blocks_grid_in_either_order(profiled_runtime, rng, monkeypatch, rows_first):
+    # As test_bgemm.py's: the AVX-512 convolutions take the order the launcher gives.
+    from espresso_cl import registry
+
+    monkeypatch.setattr(registry, "rows_first", lambda rows, cols: rows_first)
+    x_shape, w_shape, stride, padding = conv_shapes((2, 7, 9, 33, 70, 3, 3, 1, "same"))
+    x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
+    out = ops.bconv2d(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w), stride, padding)
+    np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))
+    if registry.can_run("bconv2d_threshold", profiled_runtime.profile, "zero", True):
+        _check_conv_threshold(profiled_runtime, rng, x, w, stride, padding, "zero", POOLS[1], True)

@@ -273,3 +273,16 @@ def test_gemv_runs_up_to_the_profiles_row_limit(runtime, rng, monkeypatch):
         out = ops.bgemm(to_bits(gpu, a), to_bits(gpu, b))
         np.testing.assert_array_equal(out.numpy(), reference.xnor_gemm(a, b))
     assert ran == ["bgemv.cl", "bgemm.cl"]
+
+
+@pytest.mark.parametrize("rows_first", [False, True], ids=["columns-first", "rows-first"])
+def test_blocks_grid_in_either_order(profiled_runtime, rng, monkeypatch, rows_first):
+    # The launchers pick the order of a blocks grid (registry.rows_first); both must give the
+    # same words, ragged blocks at both ends included.
+    monkeypatch.setattr(registry, "rows_first", lambda rows, cols: rows_first)
+    m, n, k = 29, 101, 200
+    a, b = sign_pm1(rng, (m, k)), sign_pm1(rng, (n, k))
+    np.testing.assert_array_equal(ops.bgemm(to_bits(profiled_runtime, a), to_bits(profiled_runtime, b)).numpy(),
+                                  reference.xnor_gemm(a, b))
+    thresh, flip = _threshold_case(rng, reference.xnor_gemm(a, b), k)
+    _check_threshold(profiled_runtime, a, b, thresh, flip)

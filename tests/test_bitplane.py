@@ -105,3 +105,17 @@ def test_bitplane_conv2d_threshold_checks_its_thresholds(runtime, rng):
     with pytest.raises(ValueError, match="thresh and flip of shape"):
         ops.bitplane_conv2d_threshold(x, w, t, Tensor.from_numpy(runtime, np.zeros(4, np.int32), "int32"),
                                       1, "valid")
+
+
+@pytest.mark.parametrize("rows_first", [False, True], ids=["columns-first", "rows-first"])
+def test_blocks_grid_in_either_order(profiled_runtime, rng, monkeypatch, rows_first):
+    # As test_bgemm.py's: the AVX-512 bit-plane kernels take the order the launcher gives.
+    monkeypatch.setattr(registry, "rows_first", lambda rows, cols: rows_first)
+    x_shape, w_shape, stride, padding = conv_shapes((3, 5, 4, 70, 37, 3, 3, 1, "same"))
+    x, w = _uint8(rng, x_shape), choice_pm1(rng, w_shape)
+    out = ops.bitplane_conv2d(Tensor.from_numpy(profiled_runtime, x, "uint8"), to_bits(profiled_runtime, w),
+                              stride, padding)
+    np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))
+    thresh = rng.integers(-500, 500, size=w_shape[0]).astype(np.int32)
+    flip = rng.integers(0, 2, size=w_shape[0]).astype(np.int32)
+    _check_bitplane_threshold(profiled_runtime, x, w, thresh, flip, stride, padding)

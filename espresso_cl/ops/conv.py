@@ -82,6 +82,15 @@ def _fitted(tiles: Tiles, pixels: int) -> Tiles:
 IM2COL_BYTES = 32 << 20
 
 
+def _image_order(block: Tiles, row_words: int, col_words: int) -> Tiles:
+    """``block`` in the order ``registry.rows_first`` gives for a blocks grid whose rows read
+    ``row_words`` in all (the images, or the bit-plane patches) and columns ``col_words`` (the
+    filters), each counted in words of a pixel's channels. Callers count the images by the
+    bucket of the batch (:func:`~espresso_cl.intmath.size_bucket`), so that every batch size
+    of a bucket runs the program built for it."""
+    return replace(block, rows_first=registry.rows_first(row_words, col_words))
+
+
 def _interior(lo_pad: int, size: int, k: int, stride: int, out: int) -> tuple:
     """Output positions [lo, hi) whose windows stay inside an image axis of ``size``."""
     lo = min(ceil_div(lo_pad, stride), out)
@@ -133,12 +142,12 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
 def _bconv2d_avx512(variant, x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
     runtime = x.runtime
     profile = runtime.profile
-    tiles = variant.tuning(profile)
     n, h, wd, c = x.shape
     oc = w.shape[0]
+    tiles = _image_order(variant.tuning(profile), size_bucket(n) * h * wd, oc * g.kh * g.kw)
     pixels = n * g.oh * g.ow
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
-    launch(runtime, variant.file, variant.kernel, variant.defines(profile), *variant.grid(tiles, pixels, oc),
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles), *variant.grid(tiles, pixels, oc),
            n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
            x.storage_shape[-1] // profile.words32, x, w, out)
     return out
@@ -258,7 +267,7 @@ def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride
         return out
     if variant.strategy == "avx512":
         # Whole 32-bit words of channels per work-item, about TM conv pixels: TM / window pooled ones.
-        block = variant.tuning(profile)
+        block = _image_order(variant.tuning(profile), size_bucket(n) * h * wd, oc * g.kh * g.kw)
         block = replace(block, tm=max(1, block.tm // window), tn=round_up(block.tn, 32))
         launch(runtime, variant.file, variant.kernel, variant.defines(profile, block),
                *variant.grid(block, pooled, oc),
@@ -373,8 +382,9 @@ def bitplane_conv2d(x: Tensor, w: Tensor, stride: int, padding: str) -> Tensor:
     if variant.strategy == "avx512":
         block = variant.tuning(profile)
         ocp = round_up(oc, block.tn)
+        block = _image_order(block, PLANES * size_bucket(n) * g.oh * g.ow, ocp)
         wt = _bitplane_weight_rows(w, rwp, ocp, defines)
-        launch(runtime, variant.file, variant.kernel, variant.defines(profile),
+        launch(runtime, variant.file, variant.kernel, variant.defines(profile, block),
                *variant.grid(block, pixels, ocp), pixels, oc, cw, ocp, patches, wt, out)
         return out
     tiles = _fitted(variant.tuning(profile), pixels)
@@ -417,8 +427,9 @@ def bitplane_conv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor
         return out
     block = variant.tuning(profile)
     ocp = round_up(oc, block.tn)
+    block = _image_order(block, PLANES * size_bucket(n) * g.oh * g.ow, ocp)
     wt = _bitplane_weight_rows(w, rwp, ocp, defines)
-    launch(runtime, variant.file, variant.kernel, variant.defines(profile),
+    launch(runtime, variant.file, variant.kernel, variant.defines(profile, block),
            *variant.grid(block, pixels, ocp), pixels, oc, cw, ocp,
            out.storage_shape[-1], patches, wt, thresh, flip, out)
     return out

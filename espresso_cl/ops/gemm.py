@@ -22,10 +22,12 @@ def _cpu_block(runtime, m: int, n: int, fused: bool) -> Tiles:
     number of rows, so M never wastes work there. M counts by its bucket
     (:func:`~espresso_cl.intmath.size_bucket`), so that few programs cover every batch size.
     ``fused`` (whose work-items own whole 32-bit words of packed output): TN is rounded up to
-    a multiple of 32 and halves down to 32 only.
+    a multiple of 32 and halves down to 32 only. The grid's order: ``registry.rows_first``
+    (A and B rows are equally long).
     """
     tiles = runtime.profile.bgemm.tiles
     tm, tn = tiles.tm, tiles.tn
+    tiles = replace(tiles, rows_first=registry.rows_first(size_bucket(m), n))
     floor = 32 if fused else 8
     if fused:
         tn = round_up(tn, 32)
