@@ -116,6 +116,11 @@ def _cpu_blocks(profile: Profile) -> bool:
     return profile.bgemm.kernel == "cpu_blocks"
 
 
+def _cpu_conv_blocks(profile: Profile) -> bool:
+    # xnor_cpu.h's tiles take 64-bit words.
+    return profile.word_bits == 64 and "blocks" in profile.bconv.prefer
+
+
 def _avx512(prefer: str) -> Callable[[Profile], bool]:
     def runs_with(profile: Profile) -> bool:
         return profile.x86_machine_code and "avx512" in getattr(profile, prefer).prefer
@@ -148,13 +153,12 @@ VARIANTS = (
     KernelVariant("bgemm_cpu_affine", "bgemm_affine", "bgemm_cpu.cl", ("bgemm_cpu_affine",), _cpu_blocks,
                   blocks_grid, tuned=lambda p: p.bgemm.tiles),
     KernelVariant("fgemm", "fgemm", "fgemm.cl", ("fgemm",), _always, tiles_grid, tuned=lambda p: p.fgemm),
-    KernelVariant("bconv2d_avx512", "bconv2d", "bconv2d_avx512.cl", ("bconv2d_avx512",),
-                  _avx512("bconv"), blocks_grid, strategy="avx512", tuned=lambda p: p.bconv.avx512_tiles,
-                  zero_padding_only=True, x86_machine_code=True),
-    KernelVariant("bconv2d_threshold_avx512", "bconv2d_threshold", "bconv2d_avx512.cl",
-                  ("bconv2d_avx512_threshold",), _avx512("bconv"), blocks_grid, strategy="avx512",
-                  tuned=lambda p: p.bconv.avx512_tiles, fuses_threshold=True, fuses_pool=True,
-                  x86_machine_code=True),
+    KernelVariant("bconv2d_cpu", "bconv2d", "bconv2d_cpu.cl", ("bconv2d_cpu",), _cpu_conv_blocks,
+                  blocks_grid, strategy="blocks", tuned=lambda p: p.bconv.blocks_tiles,
+                  zero_padding_only=True),
+    KernelVariant("bconv2d_threshold_cpu", "bconv2d_threshold", "bconv2d_cpu.cl",
+                  ("bconv2d_cpu_threshold",), _cpu_conv_blocks, blocks_grid, strategy="blocks",
+                  tuned=lambda p: p.bconv.blocks_tiles, fuses_threshold=True, fuses_pool=True),
     KernelVariant("bconv2d_im2col", "bconv2d", "bconv2d_im2col.cl",
                   ("bconv2d_im2col", "bconv2d_place", "bconv2d_fixup"),
                   lambda p: "im2col" in p.bconv.prefer, strategy="im2col"),

@@ -170,10 +170,9 @@ SPACES = {
         "other": (Space(dict(_GPU_TILED, kv=(1,)), (_WORK_GROUP, _REGISTERS, _LOCAL_WORDS)),),
     },
     "bconv": {
-        "cpu": (Space({"prefer": (("avx512", "im2col"),), "avx512_tiles.tm": (3, 6, 12, 24),
-                       "avx512_tiles.tn": (8, 16, 32, 64)},
-                      (Needs("x86_machine_code"), MultipleOf("avx512_tiles.tm", "xnor_rows"),
-                       MultipleOf("avx512_tiles.tn", "xnor_cols"))),
+        "cpu": (Space({"prefer": (("blocks", "im2col"),), "blocks_tiles.tm": (2, 3, 6, 12, 24),
+                       "blocks_tiles.tn": (8, 16, 32, 64)},
+                      (MultipleOf("blocks_tiles.tm", "xnor_rows"), MultipleOf("blocks_tiles.tn", "xnor_cols"))),
                 Space({"prefer": (("im2col",),)}),
                 Space(dict(_CPU_TILED, prefer=(("direct",),)), (_WORK_GROUP, _REGISTERS))),
         "other": (Space(dict(_GPU_TILED, prefer=(("direct",),)), (_WORK_GROUP, _REGISTERS, _LOCAL_WORDS)),

@@ -96,15 +96,16 @@ class FloatGemm:
 
 @dataclass(frozen=True)
 class BinaryConv:
-    """``prefer``: the variants to try, in order ("avx512": one fused kernel on bgemm's AVX-512
-    tiles; "im2col": window rows + the GEMM; "igemm": windows gathered into bgemm's local tiles;
-    "direct": the tiled kernel, which always works). The conv + threshold kernels exist for
-    "avx512", "igemm" and "direct" (where listed); those of "avx512" and "direct" also pool.
-    ``tiles`` are the direct and igemm kernels', ``avx512_tiles`` the AVX-512 kernel's block."""
+    """``prefer``: the variants to try, in order ("blocks": one kernel on bgemm_cpu's register
+    tiles, CPUs with 64-bit words; "im2col": window rows + the GEMM; "igemm": windows gathered
+    into bgemm's local tiles; "direct": the tiled kernel, which always works). The conv +
+    threshold kernels exist for "blocks", "igemm" and "direct" (where listed); those of
+    "blocks" and "direct" also pool. ``tiles`` are the direct and igemm kernels',
+    ``blocks_tiles`` the blocks kernel's (multiples of xnor_cpu.h's register tile)."""
 
     prefer: tuple
     tiles: Tiles
-    avx512_tiles: Tiles = Tiles(12, 32)
+    blocks_tiles: Tiles = Tiles(12, 32)
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ PROFILES = {
         # compilers without AVX-512).
         fgemm=FloatGemm(Tiles(4, 6, 16, 1), kv=8),
         fconv=FloatConv(Tiles(4, 6, 8, 2), kv=8, pad_c=64),
-        bconv=replace(_CPU.bconv, prefer=("avx512", "im2col")),
+        bconv=replace(_CPU.bconv, prefer=("blocks", "im2col")),
         bitplane=replace(_CPU.bitplane, prefer=("avx512", "tiled"))),
     "cpu": _CPU,
     # NVIDIA GPUs: popc is a native 32-bit instruction; local-memory tiles, 256 work-items;

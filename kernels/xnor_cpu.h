@@ -50,6 +50,14 @@
     void NAME(const __global ulong *a, const int lda, const __global ulong *b, const int ldb, \
               const int ncols, const int kw, __private int *out)
 
+/* The AVX2 and plain tiles also come as NAME_segs: the sum over segments g < segs, segment g
+ * of row i at a + i * lda + g * astride and of column j at b + j * ldb + g * bstride, kw words
+ * each (a convolution's window rows, one call per window). */
+#define XNOR_TILE_SEGS_SIGNATURE(NAME)                                                      \
+    void NAME(const __global ulong *a, const int lda, const __global ulong *b, const int ldb, \
+              const int ncols, const int kw, const int segs, const long astride,            \
+              const long bstride, __private int *out)
+
 /* bc[j]: the first word of column j of b, columns ld words apart, columns j >= ncols read
  * column ncols - 1 again. */
 #define XNOR_COLUMNS(bc, NC, b, ncols, ld)                                                  \
@@ -142,7 +150,7 @@ static inline xnor_b32 xnor_nibble_count(const xnor_b32 x, const xnor_b32 lut, c
 #define XNOR_NIBBLE_COUNT(x, y) xnor_nibble_count((x) ^ (y), lut, low)
 
 #define XNOR_TILE4(R, NAME)                                                                 \
-static inline XNOR_TILE_SIGNATURE(NAME)                                                     \
+static inline XNOR_TILE_SEGS_SIGNATURE(NAME##_segs)                                         \
 {                                                                                           \
     const xnor_b32 lut = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,                   \
                           0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};                  \
@@ -151,27 +159,41 @@ static inline XNOR_TILE_SIGNATURE(NAME)                                         
     const xnor_b32 zero = (xnor_b32)(xnor_q4){0, 0, 0, 0};                                   \
     XNOR_COLUMNS(bc, 4, b, ncols, ldb);                                                     \
     xnor_q4 tot[R][4];                                                                      \
+    xnor_b32 cnt[R][4];                                                                     \
+    int rest[R][4];                                                                         \
     BLOCK_EACH(R, 4, tot[i][j] = (xnor_q4){0, 0, 0, 0});                                    \
-    int k = 0;                                                                              \
-    while (k + 4 <= kw) {                                                                   \
-        const int left = (kw - k) / 4;                                                      \
-        const int steps = left < XNOR_STEPS ? left : XNOR_STEPS;                            \
-        xnor_b32 cnt[R][4];                                                                 \
-        BLOCK_EACH(R, 4, cnt[i][j] = zero);                                                 \
-        for (int s = 0; s < steps; ++s, k += 4)                                             \
-            VBLOCK_STEP(xnor_b32, R, 4, cnt, XNOR_LOAD4(a + (size_t)i * lda + k),           \
-                        XNOR_LOAD4(bc[j] + k), XNOR_NIBBLE_COUNT);                          \
-        BLOCK_EACH(R, 4, tot[i][j] += (xnor_q4)__builtin_ia32_psadbw256(cnt[i][j], zero));  \
-    }                                                                                       \
-    _Pragma("unroll")                                                                       \
-    for (int i = 0; i < R; ++i)                                                             \
+    BLOCK_EACH(R, 4, cnt[i][j] = zero);                                                     \
+    BLOCK_EACH(R, 4, rest[i][j] = 0);                                                       \
+    int used = 0;  /* steps in the byte counters */                                         \
+    for (int g = 0; g < segs; ++g) {                                                        \
+        const __global ulong *ag = a + (size_t)g * astride;                                 \
+        const __global ulong *bg[4];                                                        \
         _Pragma("unroll")                                                                   \
-        for (int j = 0; j < 4; ++j) {                                                       \
-            int c = (int)(tot[i][j][0] + tot[i][j][1] + tot[i][j][2] + tot[i][j][3]);       \
-            for (int t = k; t < kw; ++t)                                                    \
-                c += __builtin_popcountl(a[(size_t)i * lda + t] ^ bc[j][t]);                \
-            out[4 * i + j] = c;                                                             \
+        for (int j = 0; j < 4; ++j) bg[j] = bc[j] + (size_t)g * bstride;                    \
+        int k = 0;                                                                          \
+        while (k + 4 <= kw) {                                                               \
+            const int left = (kw - k) / 4, room = XNOR_STEPS - used;                        \
+            const int steps = left < room ? left : room;                                    \
+            for (int s = 0; s < steps; ++s, k += 4)                                         \
+                VBLOCK_STEP(xnor_b32, R, 4, cnt, XNOR_LOAD4(ag + (size_t)i * lda + k),      \
+                            XNOR_LOAD4(bg[j] + k), XNOR_NIBBLE_COUNT);                      \
+            used += steps;                                                                  \
+            if (used == XNOR_STEPS) {                                                       \
+                BLOCK_EACH(R, 4, tot[i][j] += (xnor_q4)__builtin_ia32_psadbw256(cnt[i][j], zero)); \
+                BLOCK_EACH(R, 4, cnt[i][j] = zero);                                         \
+                used = 0;                                                                   \
+            }                                                                               \
         }                                                                                   \
+        for (; k < kw; ++k)                                                                 \
+            BLOCK_EACH(R, 4, rest[i][j] += __builtin_popcountl(ag[(size_t)i * lda + k] ^ bg[j][k])); \
+    }                                                                                       \
+    BLOCK_EACH(R, 4, tot[i][j] += (xnor_q4)__builtin_ia32_psadbw256(cnt[i][j], zero));      \
+    BLOCK_EACH(R, 4, out[4 * i + j] = (int)(tot[i][j][0] + tot[i][j][1] + tot[i][j][2]      \
+                                            + tot[i][j][3]) + rest[i][j]);                  \
+}                                                                                           \
+static inline XNOR_TILE_SIGNATURE(NAME)                                                     \
+{                                                                                           \
+    NAME##_segs(a, lda, b, ldb, ncols, kw, 1, 0, 0, out);                                   \
 }
 
 XNOR_TILE4(2, xnor_tile)
@@ -188,14 +210,24 @@ XNOR_TILE4(1, xnor_tile_row)
 #endif
 
 #define XNOR_TILE_PLAIN(R, NAME)                                                            \
-static inline XNOR_TILE_SIGNATURE(NAME)                                                     \
+static inline XNOR_TILE_SEGS_SIGNATURE(NAME##_segs)                                         \
 {                                                                                           \
     XNOR_COLUMNS(bc, 4, b, ncols, ldb);                                                     \
     int acc[R][4];                                                                          \
     BLOCK_EACH(R, 4, acc[i][j] = 0);                                                        \
-    for (int k = 0; k < kw; ++k)                                                            \
-        BLOCK_STEP(ulong, R, 4, acc, a[(size_t)i * lda + k], bc[j][k], XNOR_COUNT64);       \
+    for (int g = 0; g < segs; ++g) {                                                        \
+        const __global ulong *ag = a + (size_t)g * astride;                                 \
+        const __global ulong *bg[4];                                                        \
+        _Pragma("unroll")                                                                   \
+        for (int j = 0; j < 4; ++j) bg[j] = bc[j] + (size_t)g * bstride;                    \
+        for (int k = 0; k < kw; ++k)                                                        \
+            BLOCK_STEP(ulong, R, 4, acc, ag[(size_t)i * lda + k], bg[j][k], XNOR_COUNT64);  \
+    }                                                                                       \
     BLOCK_EACH(R, 4, out[4 * i + j] = acc[i][j]);                                           \
+}                                                                                           \
+static inline XNOR_TILE_SIGNATURE(NAME)                                                     \
+{                                                                                           \
+    NAME##_segs(a, lda, b, ldb, ncols, kw, 1, 0, 0, out);                                   \
 }
 
 XNOR_TILE_PLAIN(2, xnor_tile)

@@ -1,4 +1,4 @@
-"""kernels/bconv2d.cl, bconv2d_im2col.cl and bconv2d_avx512.cl: ops.bconv2d."""
+"""kernels/bconv2d.cl, bconv2d_im2col.cl, bconv2d_igemm.cl and bconv2d_cpu.cl: ops.bconv2d."""
 
 import numpy as np
 import pytest
@@ -204,15 +204,41 @@ def test_bconv2d_threshold_rejects_bad_arguments(runtime, rng):
         ops.bconv2d_threshold(to_floats(runtime, np.zeros((1, 4, 4, 5))), w, zeros, zeros, 1, "same")
 
 
+def _blocks_runtime(runtime):
+    """``runtime``'s device with its profile preferring the blocks convolution (bconv2d_cpu.cl),
+    which the CPU profiles other than cpu-avx512 leave to the tuner: every 64-bit profile can
+    run it (AVX-512, AVX2 or plain OpenCL C tiles), Oclgrind included."""
+    from espresso_cl import tuning
+    from espresso_cl.runtime import Runtime
+
+    profile = runtime.profile
+    if profile.word_bits != 64:
+        pytest.skip(f"profile {profile.name}: the blocks convolution takes 64-bit words")
+    blocks = tuning.with_overrides(profile, {"bconv": {"prefer": ["blocks", "im2col"]}}, name=profile.name + "+blocks")
+    return Runtime(runtime.device, profile=blocks)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=conv_ids(CONV_CASES))
+def test_blocks_conv_on_every_64_bit_profile(profiled_runtime, rng, case):
+    runtime = _blocks_runtime(profiled_runtime)
+    x_shape, w_shape, stride, padding = conv_shapes(case)
+    x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
+    out = ops.bconv2d(to_bits(runtime, x), to_bits(runtime, w), stride, padding)
+    np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))
+    pool = POOLS[CONV_CASES.index(case) % len(POOLS)]
+    for pad_value in ("zero", "one"):
+        _check_conv_threshold(runtime, rng, x, w, stride, padding, pad_value, pool, pad_value == "one")
+
+
 @pytest.mark.parametrize("rows_first", [False, True], ids=["columns-first", "rows-first"])
 def test_blocks_grid_in_either_order(profiled_runtime, rng, monkeypatch, rows_first):
-    # As test_bgemm.py's: the AVX-512 convolutions take the order the launcher gives.
+    # As test_bgemm.py's: the blocks convolutions take the order the launcher gives.
     from espresso_cl import registry
 
+    runtime = _blocks_runtime(profiled_runtime)
     monkeypatch.setattr(registry, "rows_first", lambda rows, cols: rows_first)
     x_shape, w_shape, stride, padding = conv_shapes((2, 7, 9, 33, 70, 3, 3, 1, "same"))
     x, w = choice_pm1(rng, x_shape), choice_pm1(rng, w_shape)
-    out = ops.bconv2d(to_bits(profiled_runtime, x), to_bits(profiled_runtime, w), stride, padding)
+    out = ops.bconv2d(to_bits(runtime, x), to_bits(runtime, w), stride, padding)
     np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))
-    if registry.can_run("bconv2d_threshold", profiled_runtime.profile, "zero", True):
-        _check_conv_threshold(profiled_runtime, rng, x, w, stride, padding, "zero", POOLS[1], True)
+    _check_conv_threshold(runtime, rng, x, w, stride, padding, "zero", POOLS[1], True)

@@ -30,7 +30,10 @@ def test_every_kernel_is_named_by_exactly_one_variant():
 def test_x86_variants_are_the_files_guarded_for_avx512():
     for variant in registry.VARIANTS:
         source = (kernel_dir() / variant.file).read_text()
-        assert variant.x86_machine_code == ("#if XNOR_CPU_AVX512" in source), variant.name
+        # x86 machine code: the variant's kernels exist only inside an `#if XNOR_CPU_AVX512` branch.
+        kernels = [guarded for line, guarded in _guarded_lines(source, "XNOR_CPU_AVX512")
+                   if "__kernel" in line.split("/*")[0]]
+        assert kernels and variant.x86_machine_code == all(kernels), variant.name
     assert registry.simulatable_kernels() == {
         name for name in defined_kernels()
         if not any(v.x86_machine_code and name.startswith(v.file + ":") for v in registry.VARIANTS)}
@@ -41,16 +44,17 @@ def test_tensor_core_variants_are_the_files_guarded_for_inline_ptx():
         source = (kernel_dir() / variant.file).read_text()
         assert variant.tensor_cores == (f"#if {registry.INLINE_PTX}" in source), variant.name
         # Inline assembly only inside the guard's branch.
-        assert all(guarded for line, guarded in _guarded_lines(source) if "asm" in line.split("/*")[0])
+        assert all(guarded for line, guarded in _guarded_lines(source, registry.INLINE_PTX)
+                   if "asm" in line.split("/*")[0])
 
 
-def _guarded_lines(source: str):
-    """(line, whether it is inside the ``#if INLINE_PTX`` branch) for each line of a .cl file."""
+def _guarded_lines(source: str, guard: str):
+    """(line, whether it is inside the ``#if <guard>`` branch) for each line of a .cl file."""
     stack = []  # per open #if: whether its current branch is the guard's
     for line in source.splitlines():
         directive = line.strip()
         if directive.startswith("#if"):
-            stack.append(directive == f"#if {registry.INLINE_PTX}")
+            stack.append(directive == f"#if {guard}")
         elif directive.startswith(("#else", "#elif")) and stack:
             stack[-1] = False
         elif directive.startswith("#endif") and stack:
@@ -59,7 +63,7 @@ def _guarded_lines(source: str):
 
 
 @pytest.mark.parametrize("profile, pad, expected", [
-    ("cpu-avx512", "zero", "bconv2d_avx512"),
+    ("cpu-avx512", "zero", "bconv2d_cpu"),
     ("cpu-avx512", "one", "bconv2d_im2col"),
     ("cpu", "zero", "bconv2d_im2col"),
     ("intel-cpu", "one", "bconv2d_im2col"),
@@ -80,12 +84,13 @@ def test_fused_threshold_variants_exist_exactly_where_their_kernels_run(profile)
         "bgemm_cpu_threshold" if cpu_blocks else "bgemm_tiled_threshold")
     assert registry.select("bgemm_affine", p).name == ("bgemm_cpu_affine" if cpu_blocks else "bgemm_tiled_affine")
     direct = "direct" in p.bconv.prefer  # the fused direct conv where the direct conv runs
+    blocks = "blocks" in p.bconv.prefer
     for pad in ("zero", "one"):
-        # With a pool in the launch: the AVX-512 or the direct kernel (the implicit GEMM's has none).
-        assert registry.can_run("bconv2d_threshold", p, pad, pooled=True) == (direct or p.x86_machine_code)
-        if direct or p.x86_machine_code:
+        # With a pool in the launch: the blocks or the direct kernel (the implicit GEMM's has none).
+        assert registry.can_run("bconv2d_threshold", p, pad, pooled=True) == (direct or blocks)
+        if direct or blocks:
             assert registry.select("bconv2d_threshold", p, pad, pooled=True).name == (
-                "bconv2d_threshold_avx512" if p.x86_machine_code else "bconv2d_threshold_direct")
+                "bconv2d_threshold_cpu" if blocks else "bconv2d_threshold_direct")
     assert registry.select("bitplane_conv2d_threshold", p).name == (
         "bitplane_threshold_avx512" if p.x86_machine_code else "bitplane_threshold_tiled")
     assert (registry.select("bitplane_conv2d", p).name == "bitplane_avx512") == p.x86_machine_code

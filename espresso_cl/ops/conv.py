@@ -105,9 +105,10 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     ``padding`` 'same' or 'valid' and ``stride`` place the window (:class:`ConvGeometry`);
     ``pad_value`` 'zero' makes a padded tap add exactly 0, 'one' reads it as all +1.
 
-    Three variants (``registry.select`` picks by the profile's preference and the padding):
-    "avx512" (x86-64 CPUs with AVX-512 VPOPCNTDQ, zero padding), one fused kernel on bgemm's
-    AVX-512 tiles that reads the windows from the image; "im2col" (CPUs), each output pixel's
+    Four variants (``registry.select`` picks by the profile's preference and the padding):
+    "blocks" (CPUs, zero padding), one kernel on bgemm_cpu's register tiles (AVX-512 ones
+    where the CPU has them) that reads the windows from the image; "igemm" (GPUs), windows
+    gathered into bgemm's local-memory tiles; "im2col" (CPUs), each output pixel's
     window copied into a packed row and :func:`ops.bgemm <espresso_cl.ops.gemm.bgemm>` run on
     the rows (at most :data:`IM2COL_BYTES` of rows at a time), then the zero-padded border
     pixels corrected; "direct" (GPUs), the tiled kernel on local-memory tiles.
@@ -119,8 +120,8 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     runtime = x.runtime
     profile = runtime.profile
     variant = registry.select("bconv2d", profile, pad_value)
-    if variant.strategy == "avx512":
-        return _bconv2d_avx512(variant, x, w, g)
+    if variant.strategy == "blocks":
+        return _bconv2d_blocks(variant, x, w, g)
     if variant.strategy == "im2col":
         return _bconv2d_im2col(variant, x, w, g, one_pad)
     if variant.strategy == "igemm":
@@ -139,7 +140,7 @@ def bconv2d(x: Tensor, w: Tensor, stride: int, padding: str, pad_value: str = "z
     return out
 
 
-def _bconv2d_avx512(variant, x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
+def _bconv2d_blocks(variant, x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
     runtime = x.runtime
     profile = runtime.profile
     n, h, wd, c = x.shape
@@ -265,7 +266,7 @@ def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride
                n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
                cw, one_pad, out.storage_shape[-1], x, w, thresh, flip, out)
         return out
-    if variant.strategy == "avx512":
+    if variant.strategy == "blocks":
         # Whole 32-bit words of channels per work-item, about TM conv pixels: TM / window pooled ones.
         block = _image_order(variant.tuning(profile), size_bucket(n) * h * wd, oc * g.kh * g.kw)
         block = replace(block, tm=max(1, block.tm // window), tn=round_up(block.tn, 32))

@@ -1,28 +1,37 @@
-/* Binary convolution in one kernel on x86-64 CPUs with AVX-512 VPOPCNTDQ, zero padding.
- * x, w and out as bconv2d.cl; the launcher is espresso_cl/ops/conv.py. It builds on xnor_cpu.h's
- * AVX-512 vectors, loads and tile steps (XNOR_STEP8, XNOR_REDUCE_TILE); elsewhere (another
- * compiler or CPU) the file holds no kernel.
+/* Binary convolution in one kernel on CPUs, zero padding (and, fused with the threshold, one
+ * padding): bgemm_cpu.cl's register tiles (xnor_cpu.h) reading each pixel's window straight
+ * from the image, with no frame and no window rows. x, w and out as bconv2d.cl; the launcher is
+ * espresso_cl/ops/conv.py.
+ *
+ * A window row (KW taps of CW words) is one run of RUN = KW * CW words of x. With AVX-512
+ * VPOPCNTDQ a tile of 3 pixels x 8 filters loads each run 8 words at a time, with a mask that
+ * keeps the taps inside the image; elsewhere (AVX2, plain OpenCL C) xnor_tile_segs runs the
+ * windows of XNOR_TR pixels of one image row at once, their rows as segments, and a pixel at
+ * the border runs its valid words of its rows inside the image alone. Padded taps count nothing either way (zero padding, exact), and the result is
+ * valid_taps * C - 2 * count.
  */
 #include "common.h"
 #include "xnor_cpu.h"
 
-/* bgemm's 3 x 8 register tiles, reading each pixel's window straight from the image: a window
- * row (KW taps of CW words) is one run of RUN = KW * CW words of x, loaded 8 words at a time
- * with a mask that keeps the taps inside the image. Padded taps and the tail past RUN are 0
- * in a and masked out of the popcount, so they count nothing (zero padding, exact) and the
- * result is valid_taps * C - 2 * count. One launch, no frame, no window rows. */
-
-#if XNOR_CPU_AVX512
-
-/* TM pixels (tiles of 3, 1 for the last pixels) x TN channels (tiles of 8) per work-item. */
-/* The host passes them (espresso_cl/tuning.py: BinaryConv.avx512_tiles); these defaults only
- * let the file build on its own. */
+/* TM pixels (tiles of XNOR_TR, 1 for the last pixels) x TN channels (tiles of XNOR_TC) per
+ * work-item. The host passes them (espresso_cl/tuning.py: BinaryConv.blocks_tiles); these
+ * defaults only let the file build on its own. */
 #ifndef TM
 #define TM 12
 #endif
 #ifndef TN
 #define TN 32
 #endif
+
+/* The tile contract (xconv_tile_3x8 and xconv_tile_1x8 with AVX-512, xconv_tile otherwise):
+ * out[XNOR_TC * i + j] = popcount count of pixel i (R = XNOR_TR or 1 pixels) against filter j
+ * over its valid taps. px[i]: pixel i's first window word (tap (0, 0)) in x, as an offset that
+ * may be negative or past a row where the tap is padding (never dereferenced); iy0[i], xa[i],
+ * xb[i]: the window's top row in the image and its valid words [xa, xb) in every run. b:
+ * filter 0's first word, filters KQ = KH * RUN words apart; ncols as xnor_tile; interior:
+ * every pixel's window lies inside the image. */
+
+#if XNOR_CPU_AVX512
 
 #define XCONV_MASKZ_POPC(m, v) \
     __builtin_ia32_selectq_512((m), XNOR_POPC(v), XNOR_V8Q_ZERO)
@@ -36,12 +45,6 @@ static inline unsigned char xconv_lanes(const int lo, const int hi, const int k0
     return (unsigned char)(((1u << b) - 1u) & ~((1u << a) - 1u));
 }
 
-/* out[8 i + j] = popcount count of pixel i (R = 3 or 1) against filter j over its valid taps.
- * px[i]: pixel i's first window word (tap (0, 0)) in x, as an offset that may be negative or
- * past a row where the tap is padding (never dereferenced); iy0[i], xa[i], xb[i]: the
- * window's top row in the image and its valid words [xa, xb) in every run. b: filter 0's
- * first word, filters KQ words apart; ncols as xnor_tile_3x8; interior: every pixel's window
- * lies inside the image (no masks). */
 #define XCONV_TILE(R)                                                                        \
 XNOR_CPU_TARGET void xconv_tile_##R##x8(const __global ulong *x, const long *px,             \
                                         const int *iy0, const int *xa, const int *xb,        \
@@ -100,9 +103,49 @@ XNOR_CPU_TARGET void xconv_tile_##R##x8(const __global ulong *x, const long *px,
 
 XCONV_TILE(3)
 XCONV_TILE(1)
+#define XCONV_TILE_FULL xconv_tile_3x8
+#define XCONV_TILE_ROW xconv_tile_1x8
+
+#else
+
+/* A window at a time, its rows as segments: through xnor_tile_segs where the R = XNOR_TR pixels
+ * are inside the image and evenly spaced in it (one image row), else each pixel's valid words
+ * of its rows inside the image through xnor_tile_row_segs. */
+static inline void xconv_tile(const int R, const __global ulong *x, const long *px,
+                              const int *iy0, const int *xa, const int *xb, const int H,
+                              const long ROW, const int KH, const int RUN,
+                              const __global ulong *b, const int ncols, const int interior,
+                              __private int *out)
+{
+    const int KQ = KH * RUN;
+    const long lda = R > 1 ? px[1] - px[0] : 0;
+    int even = interior && R == XNOR_TR && lda >= 0 && lda <= INT_MAX;
+    for (int i = 2; i < R; ++i)
+        even &= px[i] - px[i - 1] == lda;
+    if (even) {
+        xnor_tile_segs(x + px[0], (int)lda, b, KQ, ncols, RUN, KH, ROW, RUN, out);
+        return;
+    }
+    int part[XNOR_TC];
+    for (int i = 0; i < R; ++i) {
+        const int lo = iy0[i] < 0 ? -iy0[i] : 0;
+        const int hi = iy0[i] + KH > H ? H - iy0[i] : KH;
+        for (int j = 0; j < XNOR_TC; ++j)
+            part[j] = 0;
+        if (lo < hi && xa[i] < xb[i])
+            xnor_tile_row_segs(x + (px[i] + lo * ROW + xa[i]), 0, b + (lo * RUN + xa[i]), KQ, ncols,
+                               xb[i] - xa[i], hi - lo, ROW, RUN, part);
+        for (int j = 0; j < XNOR_TC; ++j)
+            out[XNOR_TC * i + j] = part[j];
+    }
+}
+#define XCONV_TILE_FULL(...) xconv_tile(XNOR_TR, __VA_ARGS__)
+#define XCONV_TILE_ROW(...) xconv_tile(1, __VA_ARGS__)
+
+#endif /* XNOR_CPU_AVX512 */
 
 /* Row i of a tile: conv output pixel q (of N x OH x OW) with its window's first word px[i], top
- * row iy0[i] and valid words [xa[i], xb[i]) of every run, as xconv_tile_*x8 take them; returns
+ * row iy0[i] and valid words [xa[i], xb[i]) of every run, as the tiles take them; returns
  * its valid taps. */
 static inline int xconv_pixel(const int q, const int i, const int H, const int W, const int KH,
                               const int KW, const int OH, const int OW, const int stride,
@@ -152,42 +195,45 @@ static inline int xconv_one_pad(const __global word_t *wf, const int y, const in
  * local (1, 1): one work-item per work-group owns pixels bp .. bp + TM - 1 and channels
  * boc .. boc + TN - 1. */
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void bconv2d_avx512(const int N, const int H, const int W, const int C,
-                    const int OC, const int KH, const int KW, const int OH, const int OW,
-                    const int stride, const int pad_top, const int pad_left, const int CW,
-                    __global const word_t *restrict x,
-                    __global const word_t *restrict w,
-                    __global int *restrict out)
+void bconv2d_cpu(const int N, const int H, const int W, const int C,
+                 const int OC, const int KH, const int KW, const int OH, const int OW,
+                 const int stride, const int pad_top, const int pad_left, const int CW,
+                 __global const word_t *restrict x,
+                 __global const word_t *restrict w,
+                 __global int *restrict out)
 {
     const int NP = N * OH * OW, RUN = KW * CW;
     const long ROW = (long)W * CW;
+    const __global ulong *x64 = (const __global ulong *)x;  /* xnor_cpu.h's 64-bit words */
     const int bp = BLOCK_ROW() * TM, boc = BLOCK_COL() * TN;
     const int pend = min(NP, bp + TM), ocend = min(OC, boc + TN);
-    long px[3];
-    int iy0[3], xa[3], xb[3], taps[3], acc[3 * 8];
+    long px[XNOR_TR];
+    int iy0[XNOR_TR], xa[XNOR_TR], xb[XNOR_TR], taps[XNOR_TR], acc[XNOR_TR * XNOR_TC];
     for (int p = bp; p < pend;) {
-        const int rows = pend - p >= 3 ? 3 : 1;
+        const int rows = pend - p >= XNOR_TR ? XNOR_TR : 1;
         int interior = 1;
         for (int i = 0; i < rows; ++i) {
             taps[i] = xconv_pixel(p + i, i, H, W, KH, KW, OH, OW, stride, pad_top, pad_left, CW,
                                   px, iy0, xa, xb);
             interior &= taps[i] == KH * KW;
         }
-        for (int o = boc; o < ocend; o += 8) {
-            const int cols = min(ocend - o, 8);
-            if (rows == 3)
-                xconv_tile_3x8(x, px, iy0, xa, xb, H, ROW, KH, RUN, w + (size_t)o * KH * RUN, cols, interior, acc);
+        for (int o = boc; o < ocend; o += XNOR_TC) {
+            const int cols = min(ocend - o, XNOR_TC);
+            const __global word_t *wo = w + (size_t)o * KH * RUN;
+            const __global ulong *w64 = (const __global ulong *)wo;
+            if (rows == XNOR_TR)
+                XCONV_TILE_FULL(x64, px, iy0, xa, xb, H, ROW, KH, RUN, w64, cols, interior, acc);
             else
-                xconv_tile_1x8(x, px, iy0, xa, xb, H, ROW, KH, RUN, w + (size_t)o * KH * RUN, cols, interior, acc);
+                XCONV_TILE_ROW(x64, px, iy0, xa, xb, H, ROW, KH, RUN, w64, cols, interior, acc);
             for (int i = 0; i < rows; ++i)
                 for (int j = 0; j < cols; ++j)
-                    out[(size_t)(p + i) * OC + o + j] = taps[i] * C - 2 * acc[8 * i + j];
+                    out[(size_t)(p + i) * OC + o + j] = taps[i] * C - 2 * acc[XNOR_TC * i + j];
         }
         p += rows;
     }
 }
 
-/* bconv2d_avx512, the folded batch-norm + sign of threshold_pack (kernels/pack.cl) and the
+/* bconv2d_cpu, the folded batch-norm + sign of threshold_pack (kernels/pack.cl) and the
  * max-pool of the bits (maxpool_bits, kernels/pool.cl) in one launch. Output bit c of conv
  * pixel p is flip[c] ? acc <= thresh[c] : acc >= thresh[c]; the pool (PKH x PKW windows,
  * PSTRIDE, PPAD_TOP, PPAD_LEFT on the OH x OW conv output -> POH x POW, taps outside skipped)
@@ -199,7 +245,7 @@ void bconv2d_avx512(const int N, const int H, const int W, const int C,
  *
  * One work-item owns TM pooled pixels and the words of channels [boc, boc + TN) (TN a multiple
  * of 32, so every word has one writer; the block of channel OC - 1 also writes the pad words).
- * It runs the conv pixels of its pooled pixels' windows, in order, through the 3 x 8 tiles
+ * It runs the conv pixels of its pooled pixels' windows, in order, through the tiles
  * (a window's pixels are computed in the work-item that pools them: overlapping windows, a
  * stride below the window, compute a pixel more than once).
  * Launch: global (ceil(OC / TN), ceil(N * POH * POW / TM)) (swapped with ROWS_FIRST),
@@ -208,7 +254,7 @@ void bconv2d_avx512(const int N, const int H, const int W, const int C,
 #define XCONV_WORDS (TN / 32)
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
-void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C,
+void bconv2d_cpu_threshold(const int N, const int H, const int W, const int C,
                               const int OC, const int KH, const int KW, const int OH, const int OW,
                               const int stride, const int pad_top, const int pad_left, const int CW,
                               const int one_pad, const int PKH, const int PKW, const int PSTRIDE, const int PPAD_TOP,
@@ -222,6 +268,7 @@ void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C
 {
     const int NQ = N * POH * POW, RUN = KW * CW;
     const long ROW = (long)W * CW;
+    const __global ulong *x64 = (const __global ulong *)x;  /* xnor_cpu.h's 64-bit words */
     const int bq = BLOCK_ROW() * TM, boc = BLOCK_COL() * TN;
     const int qend = min(NQ, bq + TM), ocend = min(OC, boc + TN);
     /* Per channel of the block its test; per word the flips and the channels below OC. */
@@ -258,11 +305,11 @@ void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C
         cx = x0;                                                                              \
     } while (0)
     if (q < qend) XCONV_WINDOW();
-    long px[3];
-    int iy0[3], xa[3], xb[3], taps[3], owner[3], acc[3 * 8];
+    long px[XNOR_TR];
+    int iy0[XNOR_TR], xa[XNOR_TR], xb[XNOR_TR], taps[XNOR_TR], owner[XNOR_TR], acc[XNOR_TR * XNOR_TC];
     while (q < qend) {
         int rows = 0, interior = 1;
-        while (rows < 3 && q < qend) {
+        while (rows < XNOR_TR && q < qend) {
             const int p = (n * OH + cy) * OW + cx;
             taps[rows] = xconv_pixel(p, rows, H, W, KH, KW, OH, OW, stride, pad_top, pad_left, CW,
                                      px, iy0, xa, xb);
@@ -274,18 +321,19 @@ void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C
                     XCONV_WINDOW();
             }
         }
-        const int tile = rows == 3 ? 3 : 1;
+        const int tile = rows == XNOR_TR ? XNOR_TR : 1;
         for (int r0 = 0; r0 < rows; r0 += tile) {
-            uint bits[3][XCONV_WORDS];
+            uint bits[XNOR_TR][XCONV_WORDS];
             for (int i = 0; i < tile; ++i)
                 for (int k = 0; k < XCONV_WORDS; ++k) bits[i][k] = 0u;
-            for (int o = boc; o < ocend; o += 8) {
-                const int cols = min(ocend - o, 8);
+            for (int o = boc; o < ocend; o += XNOR_TC) {
+                const int cols = min(ocend - o, XNOR_TC);
                 const __global word_t *wo = w + (size_t)o * KH * RUN;
-                if (tile == 3)
-                    xconv_tile_3x8(x, px, iy0, xa, xb, H, ROW, KH, RUN, wo, cols, interior, acc);
+                const __global ulong *w64 = (const __global ulong *)wo;
+                if (tile == XNOR_TR)
+                    XCONV_TILE_FULL(x64, px, iy0, xa, xb, H, ROW, KH, RUN, w64, cols, interior, acc);
                 else
-                    xconv_tile_1x8(x, px + r0, iy0 + r0, xa + r0, xb + r0, H, ROW, KH, RUN, wo, cols,
+                    XCONV_TILE_ROW(x64, px + r0, iy0 + r0, xa + r0, xb + r0, H, ROW, KH, RUN, w64, cols,
                                    interior, acc);
                 const int j0 = o - boc;
                 for (int i = 0; i < tile; ++i) {
@@ -293,7 +341,7 @@ void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C
                     const int padded = one_pad && taps[r] < KH * KW;
                     uint b = 0u;
                     for (int j = 0; j < cols; ++j) {
-                        int c = base - 2 * acc[8 * i + j];
+                        int c = base - 2 * acc[XNOR_TC * i + j];
                         if (padded)
                             c += xconv_one_pad(wo + (size_t)j * KH * RUN, iy0[r], xa[r], xb[r], H, KH, KW, C, CW);
                         b |= (uint)(fl[j0 + j] ? c <= th[j0 + j] : c >= th[j0 + j]) << j;
@@ -322,5 +370,3 @@ void bconv2d_avx512_threshold(const int N, const int H, const int W, const int C
     }
 }
 #endif /* TN % 32 == 0 */
-
-#endif /* XNOR_CPU_AVX512 */
