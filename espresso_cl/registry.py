@@ -153,8 +153,9 @@ VARIANTS = (
     KernelVariant("bgemm_cpu_affine", "bgemm_affine", "bgemm_cpu.cl", ("bgemm_cpu_affine",), _cpu_blocks,
                   blocks_grid, tuned=lambda p: p.bgemm.tiles),
     KernelVariant("fgemm", "fgemm", "fgemm.cl", ("fgemm",), _always, tiles_grid, tuned=lambda p: p.fgemm),
-    KernelVariant("bconv2d_cpu", "bconv2d", "bconv2d_cpu.cl", ("bconv2d_cpu",), _cpu_conv_blocks,
-                  blocks_grid, strategy="blocks", tuned=lambda p: p.bconv.blocks_tiles,
+    # Its second kernel lays the filters out by word for the AVX-512 tiles (ops/conv.py).
+    KernelVariant("bconv2d_cpu", "bconv2d", "bconv2d_cpu.cl", ("bconv2d_cpu", "bconv2d_cpu_weights"),
+                  _cpu_conv_blocks, blocks_grid, strategy="blocks", tuned=lambda p: p.bconv.blocks_tiles,
                   zero_padding_only=True),
     KernelVariant("bconv2d_threshold_cpu", "bconv2d_threshold", "bconv2d_cpu.cl",
                   ("bconv2d_cpu_threshold",), _cpu_conv_blocks, blocks_grid, strategy="blocks",

@@ -146,12 +146,34 @@ def _bconv2d_blocks(variant, x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
     n, h, wd, c = x.shape
     oc = w.shape[0]
     tiles = _image_order(variant.tuning(profile), size_bucket(n) * h * wd, oc * g.kh * g.kw)
+    defines = variant.defines(profile, tiles)
+    cw = x.storage_shape[-1] // profile.words32
     pixels = n * g.oh * g.ow
     out = Tensor(runtime, (n, g.oh, g.ow, oc), "int32")
-    launch(runtime, variant.file, variant.kernel, variant.defines(profile, tiles), *variant.grid(tiles, pixels, oc),
-           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left,
-           x.storage_shape[-1] // profile.words32, x, w, out)
+    launch(runtime, variant.file, variant.kernel, defines, *variant.grid(tiles, pixels, oc),
+           n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, cw, x, w,
+           _filters_by_word(w, g, cw, defines), out)
     return out
+
+
+def _filters_by_word(w: Tensor, g: ConvGeometry, cw: int, defines) -> Tensor:
+    """bconv2d_cpu.cl's second form of the filters: by word in groups of 32 for the AVX-512
+    tiles (the profile's x86 machine code; bconv2d_cpu_weights, once per weight tensor), ``w``
+    itself for the others, which read only the filters by row."""
+    runtime = w.runtime
+    if not runtime.profile.x86_machine_code:
+        return w
+    oc = w.shape[0]
+    kq = g.kh * g.kw * cw
+    ocp = round_up(oc, 32)
+    variant = registry.BY_NAME["bconv2d_cpu"]
+
+    def by_word():
+        out = Tensor(runtime, (kq * ocp, 64), "bits")  # one 64-bit word a row
+        launch(runtime, variant.file, variant.kernels[1], defines, (ocp, kq), None, oc, kq, ocp, w, out)
+        return out
+
+    return w.derived("bconv2d_cpu_weights", by_word)
 
 
 def _bconv2d_igemm(variant, x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Tensor:
@@ -270,10 +292,10 @@ def bconv2d_threshold(x: Tensor, w: Tensor, thresh: Tensor, flip: Tensor, stride
         # Whole 32-bit words of channels per work-item, about TM conv pixels: TM / window pooled ones.
         block = _image_order(variant.tuning(profile), size_bucket(n) * h * wd, oc * g.kh * g.kw)
         block = replace(block, tm=max(1, block.tm // window), tn=round_up(block.tn, 32))
-        launch(runtime, variant.file, variant.kernel, variant.defines(profile, block),
-               *variant.grid(block, pooled, oc),
+        defines = variant.defines(profile, block)
+        launch(runtime, variant.file, variant.kernel, defines, *variant.grid(block, pooled, oc),
                n, h, wd, c, oc, g.kh, g.kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, cw, one_pad,
-               *pool_args, x, w, thresh, flip, out)
+               *pool_args, x, w, _filters_by_word(w, g, cw, defines), thresh, flip, out)
         return out
     # The direct kernel: whole words of channels per work-group, and rows for a window at least.
     tiles = whole_words(variant.tuning(profile))
