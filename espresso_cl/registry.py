@@ -194,6 +194,11 @@ VARIANTS = (
     KernelVariant("bitplane_threshold_tiled", "bitplane_conv2d_threshold", "bitplane.cl",
                   ("bitplane_threshold",), _always, tiles_grid, strategy="tiled",
                   tuned=lambda p: p.bitplane.tiles, fixed_defines=_PLANES, fuses_threshold=True),
+    # bitplane_pack's patches from the AVX-512 conv's file (its defines, so one program), where
+    # that conv runs; ops.conv asks can_run("bitplane_patches").
+    KernelVariant("bitplane_patches_avx512", "bitplane_patches", "bitplane_avx512.cl", ("bitplane_pack_avx512",),
+                  _avx512("bitplane"), tuned=lambda p: p.bitplane.avx512_tiles, fixed_defines=_PLANES,
+                  x86_machine_code=True),
     # Window packing for both bit-plane variants; built with the tiled kernel's defines so
     # that it shares its program.
     KernelVariant("bitplane_pack", "bitplane_pack", "bitplane.cl", ("bitplane_pack", "bitplane_weights"),

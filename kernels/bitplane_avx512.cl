@@ -1,6 +1,7 @@
 /* The bit-plane first layer (bitplane.cl) on x86-64 CPUs with AVX-512 VPOPCNTDQ
- * (xnor_cpu.h): patches from bitplane.cl's bitplane_pack, filters transposed by its
- * bitplane_weights. Elsewhere (another compiler or CPU) the file holds no kernel.
+ * (xnor_cpu.h): patches from bitplane_pack_avx512 below (bitplane.cl's layout), filters
+ * transposed by bitplane.cl's bitplane_weights. Elsewhere (another compiler or CPU) the file
+ * holds no kernel.
  */
 #include "common.h"
 #include "xnor_cpu.h"
@@ -129,5 +130,76 @@ void bitplane_threshold_avx512(const int NP, const int OC, const int CW, const i
                     o[w] = 0u;
         }
     }
+}
+
+/* bitplane.cl's bitplane_pack with 64-bit words, a window's bytes at a time: word k of a
+ * pixel's patch holds window values t = 64 k .. 64 k + 63, which lie in runs of S = KW * C
+ * bytes of x (one run per window row, NHWC); each run's valid bytes come in by one masked
+ * byte load (taps outside the image stay 0: zero padding, exact), and plane p of the 64 values
+ * is one vptestmb against bit p. The 8-instruction planes replace bitplane_pack's loop over
+ * every bit of every plane (measured on 2 Zen 5 cores: 1.9 ms for the 65,536 windows of
+ * BinaryNet's first conv at batch 64). patches: word k of plane p of pixel q at
+ * (q * CW + k) * PLANES + p, CW = ceil(KH * KW * C / 64). */
+typedef char bitplane_v64b __attribute__((vector_size(64)));
+
+XNOR_CPU_TARGET void bitplane_pack_pixels(const __global uchar *x, const int q0, const int q1,
+                                          const int H, const int W, const int C, const int KH,
+                                          const int KW, const int OH, const int OW,
+                                          const int stride, const int pad_top,
+                                          const int pad_left, const int CW,
+                                          __global ulong *patches)
+{
+    const int S = KW * C;
+    bitplane_v64b bit[PLANES];
+    _Pragma("unroll")
+    for (int pl = 0; pl < PLANES; ++pl) {
+        const char b = (char)(1 << pl);
+        bit[pl] = (bitplane_v64b){b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b,
+                                  b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b,
+                                  b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b,
+                                  b, b, b, b, b, b, b, b, b, b, b, b, b, b, b, b};
+    }
+    for (int q = q0; q < q1; ++q) {
+        const int n = q / (OH * OW), r = q - n * (OH * OW), oy = r / OW, ox = r - oy * OW;
+        const int iy0 = oy * stride - pad_top, ix0 = ox * stride - pad_left;
+        /* Valid bytes of every run: taps [xs, xe) of the window's columns. */
+        const int lo_x = (ix0 < 0 ? -ix0 : 0) * C;
+        const int hi_x = (ix0 + KW > W ? W - ix0 : KW) * C;
+        const long first = (((long)n * H + iy0) * W + ix0) * C;  /* the window's byte (0, 0, 0) */
+        __global ulong *out = patches + (size_t)q * CW * PLANES;
+        for (int k = 0; k < CW; ++k) {
+            const int t0 = 64 * k;
+            bitplane_v64b v = (bitplane_v64b)XNOR_V8Q_ZERO;
+            for (int ky = t0 / S; ky < KH && ky * S < t0 + 64; ++ky) {
+                const int lo = max(t0, ky * S + lo_x), hi = min(t0 + 64, ky * S + hi_x);
+                if ((uint)(iy0 + ky) >= (uint)H || lo >= hi)
+                    continue;
+                const ulong below = hi - t0 == 64 ? ~0ul : (1ul << (hi - t0)) - 1ul;
+                const ulong mask = below & ~((1ul << (lo - t0)) - 1ul);
+                /* Lane L: byte t0 + L - ky * S of run ky (masked lanes are not read). */
+                const long at = first + (long)ky * W * C + t0 - ky * S;
+                v = __builtin_ia32_loaddquqi512_mask((const __global bitplane_v64b *)(x + at), v, mask);
+            }
+            _Pragma("unroll")
+            for (int pl = 0; pl < PLANES; ++pl)
+                out[k * PLANES + pl] = __builtin_ia32_cmpb512_mask(v & bit[pl], (bitplane_v64b)XNOR_V8Q_ZERO,
+                                                                   4 /* != */, ~0ul);
+        }
+    }
+}
+
+/* Launch: global (ceil(N * OH * OW / PER_ITEM)), local (1): PER_ITEM pixels a work-item. */
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void bitplane_pack_avx512(const int N, const int H, const int W, const int C,
+                          const int KH, const int KW, const int OH, const int OW,
+                          const int stride, const int pad_top, const int pad_left, const int CW,
+                          const int PER_ITEM,
+                          __global const uchar *restrict x,
+                          __global word_t *restrict patches)
+{
+    const int NP = N * OH * OW, q0 = get_group_id(0) * PER_ITEM, q1 = min(NP, q0 + PER_ITEM);
+    if (q0 < q1)
+        bitplane_pack_pixels(x, q0, q1, H, W, C, KH, KW, OH, OW, stride, pad_top, pad_left, CW,
+                             (__global ulong *)patches);
 }
 #endif

@@ -345,14 +345,25 @@ def _packing_defines(runtime, pixels: int) -> dict:
     return variant.defines(runtime.profile, _fitted(variant.tuning(runtime.profile), pixels))
 
 
+# Pixels per work-item of bitplane_pack_avx512: a few µs of work, against its call's cost.
+PACKED_PER_ITEM = 64
+
+
 def _bitplane_patches(x: Tensor, w: Tensor, g: ConvGeometry, defines: dict) -> Tensor:
     """Each output pixel's window as PLANES packed rows, interleaved by word (see bitplane.cl)."""
     runtime = x.runtime
-    variant = registry.select("bitplane_pack", runtime.profile)
+    profile = runtime.profile
     n, h, wd, c = x.shape
     _, kh, kw, _ = w.shape
     pixels = n * g.oh * g.ow
     patches = Tensor(runtime, (pixels, PLANES, kh * kw * c), "bits")
+    if registry.can_run("bitplane_patches", profile):
+        variant = registry.select("bitplane_patches", profile)
+        launch(runtime, variant.file, variant.kernel, variant.defines(profile),
+               (ceil_div(pixels, PACKED_PER_ITEM),), (1,), n, h, wd, c, kh, kw, g.oh, g.ow, g.stride,
+               g.pad_top, g.pad_left, patches.storage_shape[-1] // profile.words32, PACKED_PER_ITEM, x, patches)
+        return patches
+    variant = registry.select("bitplane_pack", profile)
     launch(runtime, variant.file, variant.kernels[0], defines, (patches.storage_shape[-1], pixels), None,
            n, h, wd, c, kh, kw, g.oh, g.ow, g.stride, g.pad_top, g.pad_left, patches.storage_shape[-1],
            x, patches)
