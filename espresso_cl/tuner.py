@@ -185,8 +185,8 @@ SPACES = {
         "other": (Space(dict(_GPU_TILED, kv=(1,)), (_WORK_GROUP, _REGISTERS, _LOCAL_WORDS)),),
     },
     "bitplane": {
-        # bitplane_avx512.cl's tile: 2 pixels x 32 channels, TN = 32 and an even TM.
-        "cpu": (Space({"prefer": (("avx512", "tiled"),), "avx512_tiles.tm": (2, 4, 6, 8, 12, 16),
+        # bitplane_avx512.cl's tiles: 4 (or 1) pixels x 32 channels, TN = 32.
+        "cpu": (Space({"prefer": (("avx512", "tiled"),), "avx512_tiles.tm": (4, 8, 12, 16, 24),
                        "avx512_tiles.tn": (32,)}, (Needs("x86_machine_code"),)),
                 Space({"prefer": (("tiled",),), "tiles.tm": (2, 4, 8), "tiles.tn": (4, 8, 16),
                        "tiles.wg_m": (1, 2), "tiles.wg_n": (1, 4, 8)}, (_WORK_GROUP, _REGISTERS))),

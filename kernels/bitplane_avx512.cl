@@ -14,52 +14,71 @@
 #ifndef TN
 #define TN 32
 #endif
-#if TN != 32 || TM % 2
-#error "the AVX-512 tile is 2 pixels x 32 channels: TN = 32 and an even TM"
+#if TN != 32
+#error "the AVX-512 tile is 32 channels wide: TN = 32"
 #endif
 
 #if XNOR_CPU_AVX512
-/* x86-64 CPUs with AVX-512 VPOPCNTDQ (xnor_cpu.h): 8 channels per 512-bit vector. For each
- * pixel and plane, one word broadcast against the vectors of 8 filters' words:
- * acc += popcount(x_p & w) << p, 2 pixels x 32 channels of 64-bit lanes in registers (4 pixels
- * spill). x0, x1: 2 pixels' patch rows (CW * PLANES words each), wt: filters transposed,
- * CW x OCP words from channel oc0 on (OCP a multiple of 32, filters past OC all 0).
- * out: 2 x 32 ints of 2 * sum_p 2^p popcount(x_p & w) - sum_p 2^p popcount(x_p). */
-XNOR_CPU_TARGET void bitplane_tile_2x32(const __global ulong *x0, const __global ulong *x1,
-                                        const __global ulong *wt, const int OCP, const int CW,
-                                        __private int *out)
+/* x86-64 CPUs with AVX-512 VPOPCNTDQ (xnor_cpu.h): 8 channels per 512-bit vector, R pixels x
+ * 32 channels (R = 4 or 1) in registers. One plane at a time, from the top one down (Horner:
+ * the accumulators double before each plane), each word of a pixel's plane is broadcast
+ * against the vectors of 8 filters' words: acc = 2 acc + popcount(x_p & w). Planes in the
+ * outer loop keep the shift out of the inner one. xr: R pixels' patch rows (CW * PLANES words
+ * each, word k of plane p at k * PLANES + p), wt: filters transposed, CW x OCP words from
+ * channel oc0 on (OCP a multiple of 32, filters past OC all 0).
+ * out: R x 32 ints of 2 * sum_p 2^p popcount(x_p & w) - sum_p 2^p popcount(x_p). */
+#define BITPLANE_TILE(R)                                                                     \
+XNOR_CPU_TARGET void bitplane_tile_##R##x32(const __global ulong *const *xr,                 \
+                                            const __global ulong *wt, const int OCP,         \
+                                            const int CW, __private int *out)                \
+{                                                                                            \
+    xnor_v8q s[R][4];                                                                        \
+    BLOCK_EACH(R, 4, s[i][j] = XNOR_V8Q_ZERO);                                               \
+    _Pragma("nounroll")                                                                      \
+    for (int pl = PLANES - 1; pl >= 0; --pl) {                                               \
+        BLOCK_EACH(R, 4, s[i][j] += s[i][j]);                                                \
+        _Pragma("nounroll")                                                                  \
+        for (int k = 0; k < CW; ++k) {                                                       \
+            xnor_v8q wv[4];                                                                  \
+            _Pragma("unroll")                                                                \
+            for (int j = 0; j < 4; ++j) wv[j] = XNOR_LOAD(wt + (size_t)k * OCP + 8 * j);     \
+            _Pragma("unroll")                                                                \
+            for (int i = 0; i < R; ++i) {                                                    \
+                const long v = (long)xr[i][k * PLANES + pl];                                 \
+                const xnor_v8q bv = (xnor_v8q){v, v, v, v, v, v, v, v};                      \
+                _Pragma("unroll")                                                            \
+                for (int j = 0; j < 4; ++j) s[i][j] += XNOR_POPC(bv & wv[j]);               \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    _Pragma("unroll")                                                                        \
+    for (int i = 0; i < R; ++i) {                                                            \
+        long ones = 0;                                                                       \
+        for (int k = 0; k < CW * PLANES; ++k)                                                \
+            ones += (long)__builtin_popcountl(xr[i][k]) << (k % PLANES);                     \
+        _Pragma("unroll")                                                                    \
+        for (int j = 0; j < 4; ++j)                                                          \
+            _Pragma("unroll")                                                                \
+            for (int l = 0; l < 8; ++l)                                                      \
+                out[32 * i + 8 * j + l] = (int)(2 * s[i][j][l] - ones);                      \
+    }                                                                                        \
+}
+
+BITPLANE_TILE(4)
+BITPLANE_TILE(1)
+
+/* The counts of pixels p .. p + rows - 1 (rows = 4 or 1) into acc: rows x 32 ints. */
+static inline void bitplane_rows(const __global word_t *patches, const size_t row, const int p,
+                                 const int rows, const __global word_t *wt, const int OCP,
+                                 const int CW, __private int *acc)
 {
-    const __global ulong *xr[2] = {x0, x1};
-    xnor_v8q s[2][4];
-    long ones[2] = {0, 0};
-    BLOCK_EACH(2, 4, s[i][j] = XNOR_V8Q_ZERO);
-    _Pragma("nounroll")
-    for (int k = 0; k < CW; ++k) {
-        xnor_v8q wv[4];
-        _Pragma("unroll")
-        for (int j = 0; j < 4; ++j)
-            wv[j] = XNOR_LOAD(wt + (size_t)k * OCP + 8 * j);
-        _Pragma("unroll")
-        for (int i = 0; i < 2; ++i) {
-            _Pragma("unroll")
-            for (int pl = 0; pl < PLANES; ++pl) {
-                const ulong v = xr[i][k * PLANES + pl];
-                ones[i] += (long)__builtin_popcountl(v) << pl;
-                const xnor_v8q bv = (xnor_v8q){(long)v, (long)v, (long)v, (long)v,
-                                               (long)v, (long)v, (long)v, (long)v};
-                _Pragma("unroll")
-                for (int j = 0; j < 4; ++j)
-                    s[i][j] += XNOR_POPC(bv & wv[j]) << pl;
-            }
-        }
-    }
-    _Pragma("unroll")
-    for (int i = 0; i < 2; ++i)
-        _Pragma("unroll")
-        for (int j = 0; j < 4; ++j)
-            _Pragma("unroll")
-            for (int l = 0; l < 8; ++l)
-                out[32 * i + 8 * j + l] = (int)(2 * s[i][j][l] - ones[i]);
+    const __global ulong *xr[4];
+    for (int i = 0; i < rows; ++i)
+        xr[i] = (const __global ulong *)(patches + (size_t)(p + i) * row);
+    if (rows == 4)
+        bitplane_tile_4x32(xr, (const __global ulong *)wt, OCP, CW, acc);
+    else
+        bitplane_tile_1x32(xr, (const __global ulong *)wt, OCP, CW, acc);
 }
 
 /* patches as bitplane_conv2d, wt: CW x OCP words (bitplane_weights transposed) -> out: NP x OC.
@@ -74,13 +93,15 @@ void bitplane_conv2d_avx512(const int NP, const int OC, const int CW, const int 
     const int bp = BLOCK_ROW() * TM, boc = BLOCK_COL() * TN;
     const size_t row = (size_t)CW * PLANES;
     const int cols = min(OC - boc, 32);
-    int acc[2 * 32];
-    for (int p = bp; p < min(NP, bp + TM); p += 2) {
-        bitplane_tile_2x32(patches + (size_t)p * row, patches + (size_t)min(p + 1, NP - 1) * row,
-                           wt + boc, OCP, CW, acc);
-        for (int i = 0; i < min(NP - p, 2); ++i)
+    const int pend = min(NP, bp + TM);
+    int acc[4 * 32];
+    for (int p = bp; p < pend;) {
+        const int rows = pend - p >= 4 ? 4 : 1;
+        bitplane_rows(patches, row, p, rows, wt + boc, OCP, CW, acc);
+        for (int i = 0; i < rows; ++i)
             for (int j = 0; j < cols; ++j)
                 out[(size_t)(p + i) * OC + boc + j] = acc[32 * i + j];
+        p += rows;
     }
 }
 
@@ -115,11 +136,12 @@ void bitplane_threshold_avx512(const int NP, const int OC, const int CW, const i
         }
     }
     const int last = word == OCP / 32 - 1;
-    int acc[2 * 32];
-    for (int p = bp; p < min(NP, bp + TM); p += 2) {
-        bitplane_tile_2x32(patches + (size_t)p * row, patches + (size_t)min(p + 1, NP - 1) * row,
-                           wt + boc, OCP, CW, acc);
-        for (int i = 0; i < min(NP - p, 2); ++i) {
+    const int pend = min(NP, bp + TM);
+    int acc[4 * 32];
+    for (int p = bp; p < pend;) {
+        const int rows = pend - p >= 4 ? 4 : 1;
+        bitplane_rows(patches, row, p, rows, wt + boc, OCP, CW, acc);
+        for (int i = 0; i < rows; ++i) {
             uint bits = 0u;
             for (int j = 0; j < 32; ++j)
                 bits |= (uint)(acc[32 * i + j] >= lo[j] && acc[32 * i + j] <= hi[j]) << j;
@@ -129,6 +151,7 @@ void bitplane_threshold_avx512(const int NP, const int OC, const int CW, const i
                 for (int w = word + 1; w < RW; ++w)
                     o[w] = 0u;
         }
+        p += rows;
     }
 }
 
