@@ -14,8 +14,8 @@
 #include "common.h"
 #include "xnor_cpu.h"
 
-/* TM pixels (tiles of XCONV_TR, 1 for the last pixels) x TN channels (tiles of XCONV_TC) per
- * work-item. The host passes them (espresso_cl/tuning.py: BinaryConv.blocks_tiles); these
+/* TM pixels (tiles of XCONV_TR or XCONV_TB, 1 for the last pixels) x TN channels (tiles of
+ * XCONV_TC) per work-item. The host passes them (espresso_cl/tuning.py: BinaryConv.blocks_tiles); these
  * defaults only let the file build on its own. */
 #ifndef TM
 #define TM 12
@@ -25,7 +25,8 @@
 #endif
 
 /* The tile contract (xconv_tile below, for each implementation): out[XCONV_TC * i + j] =
- * popcount count of pixel i (R = XCONV_TR or 1 pixels) against filter o + j over its valid
+ * popcount count of pixel i (R = XCONV_TR, XCONV_TB or 1 pixels: XCONV_TR only where
+ * interior, XCONV_TB only where not) against filter o + j over its valid
  * taps. px[i]: pixel i's first window word (tap (0, 0)) in x, as an offset that may be negative
  * or past a row where the tap is padding (never dereferenced); iy0[i], xa[i], xb[i]: the
  * window's top row in the image and its valid words [xa, xb) in every run. f: filter o's first
@@ -45,7 +46,8 @@
  * conv2 (RUN = 6 words). Where a window has padded taps, bgemm's 3 x 8 row tiles with masked
  * loads (xconv_tile_*x8, on the filters by row) run instead: per word, the broadcast tile
  * spent more on each pixel's masks than on its popcounts. */
-#define XCONV_TR 6
+#define XCONV_TR 6   /* pixels of a broadcast tile (windows inside the image) */
+#define XCONV_TB 3   /* pixels of a row tile (windows with padded taps) */
 #define XCONV_TC 32
 
 #define XCONV_MASKZ_POPC(m, v) \
@@ -193,8 +195,6 @@ static inline void xconv_tile(const int R, const __global ulong *x, const long *
         i0 += rows;
     }
 }
-#define XCONV_TILE_FULL(...) xconv_tile(XCONV_TR, __VA_ARGS__)
-#define XCONV_TILE_ROW(...) xconv_tile(1, __VA_ARGS__)
 #define XCONV_BY_WORD(f, c) ((f) + (size_t)((c) / 32) * KQ * 32)  /* filter c's group, by word */
 #if TN % 32
 #error "the AVX-512 conv tile is 32 filters wide: TN must be a multiple of 32"
@@ -207,6 +207,7 @@ static inline void xconv_tile(const int R, const __global ulong *x, const long *
  * image and evenly spaced in it (one image row), else each pixel's valid words of its rows
  * inside the image through xnor_tile_row_segs. */
 #define XCONV_TR XNOR_TR
+#define XCONV_TB XNOR_TR
 #define XCONV_TC XNOR_TC
 #define XCONV_BY_WORD(f, c) (f)
 
@@ -237,10 +238,17 @@ static inline void xconv_tile(const int R, const __global ulong *x, const long *
             out[XNOR_TC * i + j] = part[j];
     }
 }
-#define XCONV_TILE_FULL(...) xconv_tile(XCONV_TR, __VA_ARGS__)
-#define XCONV_TILE_ROW(...) xconv_tile(1, __VA_ARGS__)
-
 #endif /* XNOR_CPU_AVX512 */
+
+/* A tile's pixels, gathered by kind from a work-item's pixels: windows all inside the image
+ * (tiles of XCONV_TR) or not (tiles of XCONV_TB), so that a border pixel never sends its
+ * neighbours to the slower tiles. Per pixel: where its window lies (xconv_pixel), its valid
+ * taps and the caller's tag (its output pixel, or the pooled pixel that owns it). */
+typedef struct {
+    long px[XCONV_TR];
+    int iy0[XCONV_TR], xa[XCONV_TR], xb[XCONV_TR], taps[XCONV_TR], tag[XCONV_TR];
+    int rows;
+} xconv_pixels;
 
 /* Row i of a tile: conv output pixel q (of N x OH x OW) with its window's first word px[i], top
  * row iy0[i] and valid words [xa[i], xb[i]) of every run, as the tiles take them; returns
@@ -263,6 +271,24 @@ static inline int xconv_pixel(const int q, const int i, const int H, const int W
     xa[i] = xs * CW;
     xb[i] = (xs + rx) * CW;
     return ry * rx;
+}
+
+/* Conv output pixel q (of N x OH x OW), tagged, into inner or border by its window; returns
+ * 1 or 2 where that set is now full (the caller runs inner or border), else 0. */
+static inline int xconv_gather(const int q, const int tag, const int H, const int W, const int KH,
+                               const int KW, const int OH, const int OW, const int stride,
+                               const int pad_top, const int pad_left, const int CW,
+                               xconv_pixels *inner, xconv_pixels *border)
+{
+    long px;
+    int iy0, xa, xb;
+    const int taps = xconv_pixel(q, 0, H, W, KH, KW, OH, OW, stride, pad_top, pad_left, CW,
+                                 &px, &iy0, &xa, &xb);
+    const int interior = taps == KH * KW;
+    xconv_pixels *s = interior ? inner : border;
+    const int i = s->rows++;
+    s->px[i] = px, s->iy0[i] = iy0, s->xa[i] = xa, s->xb[i] = xb, s->taps[i] = taps, s->tag[i] = tag;
+    return interior ? (s->rows == XCONV_TR ? 1 : 0) : (s->rows == XCONV_TB ? 2 : 0);
 }
 
 /* One padding: what a window's padded taps add when they hold +1 in every channel, for the
@@ -310,29 +336,39 @@ void bconv2d_cpu(const int N, const int H, const int W, const int C,
     const __global ulong *x64 = (const __global ulong *)x;  /* xnor_cpu.h's 64-bit words */
     const int bp = BLOCK_ROW() * TM, boc = BLOCK_COL() * TN;
     const int pend = min(NP, bp + TM), ocend = min(OC, boc + TN);
-    long px[XCONV_TR];
-    int iy0[XCONV_TR], xa[XCONV_TR], xb[XCONV_TR], taps[XCONV_TR], acc[XCONV_TR * XCONV_TC];
-    for (int p = bp; p < pend;) {
-        const int rows = pend - p >= XCONV_TR ? XCONV_TR : 1;
-        int interior = 1;
-        for (int i = 0; i < rows; ++i) {
-            taps[i] = xconv_pixel(p + i, i, H, W, KH, KW, OH, OW, stride, pad_top, pad_left, CW,
-                                  px, iy0, xa, xb);
-            interior &= taps[i] == KH * KW;
-        }
-        for (int o = boc; o < ocend; o += XCONV_TC) {
-            const int cols = min(ocend - o, XCONV_TC);
-            const __global ulong *fo = w64 + (size_t)o * KQ, *fto = XCONV_BY_WORD(wt64, o);
-            if (rows == XCONV_TR)
-                XCONV_TILE_FULL(x64, px, iy0, xa, xb, H, ROW, KH, RUN, fo, fto, KQ, cols, interior, acc);
-            else
-                XCONV_TILE_ROW(x64, px, iy0, xa, xb, H, ROW, KH, RUN, fo, fto, KQ, cols, interior, acc);
-            for (int i = 0; i < rows; ++i)
-                for (int j = 0; j < cols; ++j)
-                    out[(size_t)(p + i) * OC + o + j] = taps[i] * C - 2 * acc[XCONV_TC * i + j];
-        }
-        p += rows;
+    int acc[XCONV_TR * XCONV_TC];
+    xconv_pixels inner, border;
+    inner.rows = border.rows = 0;
+    /* The counts of S's pixels (windows inside the image where INTERIOR), stored. */
+#define XCONV_FLUSH(S, INTERIOR) do {                                                         \
+        const int full_ = (INTERIOR) ? XCONV_TR : XCONV_TB;                                   \
+        for (int r0 = 0; r0 < (S).rows;) {                                                    \
+            const int tile = (S).rows - r0 >= full_ ? full_ : 1;                              \
+            for (int o = boc; o < ocend; o += XCONV_TC) {                                     \
+                const int cols = min(ocend - o, XCONV_TC);                                    \
+                xconv_tile(tile, x64, (S).px + r0, (S).iy0 + r0, (S).xa + r0, (S).xb + r0, H, \
+                           ROW, KH, RUN, w64 + (size_t)o * KQ, XCONV_BY_WORD(wt64, o), KQ,    \
+                           cols, (INTERIOR), acc);                                            \
+                for (int i = 0; i < tile; ++i)                                                \
+                    for (int j = 0; j < cols; ++j)                                            \
+                        out[(size_t)(S).tag[r0 + i] * OC + o + j] =                           \
+                            (S).taps[r0 + i] * C - 2 * acc[XCONV_TC * i + j];                 \
+            }                                                                                 \
+            r0 += tile;                                                                       \
+        }                                                                                     \
+        (S).rows = 0;                                                                         \
+    } while (0)
+    for (int p = bp; p < pend; ++p) {
+        const int full = xconv_gather(p, p, H, W, KH, KW, OH, OW, stride, pad_top, pad_left, CW,
+                                      &inner, &border);
+        if (full == 1)
+            XCONV_FLUSH(inner, 1);
+        else if (full == 2)
+            XCONV_FLUSH(border, 0);
     }
+    XCONV_FLUSH(inner, 1);
+    XCONV_FLUSH(border, 0);
+#undef XCONV_FLUSH
 }
 
 /* bconv2d_cpu, the folded batch-norm + sign of threshold_pack (kernels/pack.cl) and the
@@ -410,57 +446,63 @@ void bconv2d_cpu_threshold(const int N, const int H, const int W, const int C,
         cx = x0;                                                                              \
     } while (0)
     if (q < qend) XCONV_WINDOW();
-    long px[XCONV_TR];
-    int iy0[XCONV_TR], xa[XCONV_TR], xb[XCONV_TR], taps[XCONV_TR], owner[XCONV_TR], acc[XCONV_TR * XCONV_TC];
+    int acc[XCONV_TR * XCONV_TC];
+    xconv_pixels inner, border;
+    inner.rows = border.rows = 0;
+    /* The bits of S's pixels (windows inside the image where INTERIOR), pooled into their
+     * owners' OR and AND. */
+#define XCONV_FLUSH(S, INTERIOR) do {                                                         \
+        const int full_ = (INTERIOR) ? XCONV_TR : XCONV_TB;                                   \
+        for (int r0 = 0; r0 < (S).rows;) {                                                    \
+            const int tile = (S).rows - r0 >= full_ ? full_ : 1;                              \
+            uint bits[XCONV_TR][XCONV_WORDS];                                                 \
+            for (int i = 0; i < tile; ++i)                                                    \
+                for (int k = 0; k < XCONV_WORDS; ++k) bits[i][k] = 0u;                        \
+            for (int o = boc; o < ocend; o += XCONV_TC) {                                     \
+                const int cols = min(ocend - o, XCONV_TC);                                    \
+                const __global ulong *fo = w64 + (size_t)o * KQ;                              \
+                xconv_tile(tile, x64, (S).px + r0, (S).iy0 + r0, (S).xa + r0, (S).xb + r0, H, \
+                           ROW, KH, RUN, fo, XCONV_BY_WORD(wt64, o), KQ, cols, (INTERIOR), acc); \
+                const int j0 = o - boc;                                                       \
+                for (int i = 0; i < tile; ++i) {                                              \
+                    const int r = r0 + i, base = (S).taps[r] * C;                             \
+                    const int padded = one_pad && (S).taps[r] < KH * KW;                      \
+                    uint b = 0u;                                                              \
+                    for (int j = 0; j < cols; ++j) {                                          \
+                        int c = base - 2 * acc[XCONV_TC * i + j];                             \
+                        if (padded)                                                           \
+                            c += xconv_one_pad(fo + (size_t)j * KQ, (S).iy0[r], (S).xa[r],    \
+                                               (S).xb[r], H, KH, KW, C, CW);                  \
+                        b |= (uint)(fl[j0 + j] ? c <= th[j0 + j] : c >= th[j0 + j]) << j;     \
+                    }                                                                         \
+                    bits[i][j0 / 32] |= b << (j0 % 32);                                       \
+                }                                                                             \
+            }                                                                                 \
+            for (int i = 0; i < tile; ++i)                                                    \
+                for (int k = 0; k < XCONV_WORDS; ++k) {                                       \
+                    any[(S).tag[r0 + i]][k] |= bits[i][k];                                    \
+                    all[(S).tag[r0 + i]][k] &= bits[i][k];                                    \
+                }                                                                             \
+            r0 += tile;                                                                       \
+        }                                                                                     \
+        (S).rows = 0;                                                                         \
+    } while (0)
     while (q < qend) {
-        int rows = 0, interior = 1;
-        while (rows < XCONV_TR && q < qend) {
-            const int p = (n * OH + cy) * OW + cx;
-            taps[rows] = xconv_pixel(p, rows, H, W, KH, KW, OH, OW, stride, pad_top, pad_left, CW,
-                                     px, iy0, xa, xb);
-            interior &= taps[rows] == KH * KW;
-            owner[rows++] = q - bq;
-            if (++cx == x1) {
-                cx = x0;
-                if (++cy == y1 && ++q < qend)
-                    XCONV_WINDOW();
-            }
+        const int full = xconv_gather((n * OH + cy) * OW + cx, q - bq, H, W, KH, KW, OH, OW, stride,
+                                      pad_top, pad_left, CW, &inner, &border);
+        if (++cx == x1) {
+            cx = x0;
+            if (++cy == y1 && ++q < qend)
+                XCONV_WINDOW();
         }
-        const int tile = rows == XCONV_TR ? XCONV_TR : 1;
-        for (int r0 = 0; r0 < rows; r0 += tile) {
-            uint bits[XCONV_TR][XCONV_WORDS];
-            for (int i = 0; i < tile; ++i)
-                for (int k = 0; k < XCONV_WORDS; ++k) bits[i][k] = 0u;
-            for (int o = boc; o < ocend; o += XCONV_TC) {
-                const int cols = min(ocend - o, XCONV_TC);
-                const __global ulong *fo = w64 + (size_t)o * KQ, *fto = XCONV_BY_WORD(wt64, o);
-                if (tile == XCONV_TR)
-                    XCONV_TILE_FULL(x64, px, iy0, xa, xb, H, ROW, KH, RUN, fo, fto, KQ, cols, interior,
-                                    acc);
-                else
-                    XCONV_TILE_ROW(x64, px + r0, iy0 + r0, xa + r0, xb + r0, H, ROW, KH, RUN, fo, fto, KQ,
-                                   cols, interior, acc);
-                const int j0 = o - boc;
-                for (int i = 0; i < tile; ++i) {
-                    const int r = r0 + i, base = taps[r] * C;
-                    const int padded = one_pad && taps[r] < KH * KW;
-                    uint b = 0u;
-                    for (int j = 0; j < cols; ++j) {
-                        int c = base - 2 * acc[XCONV_TC * i + j];
-                        if (padded)
-                            c += xconv_one_pad(fo + (size_t)j * KQ, iy0[r], xa[r], xb[r], H, KH, KW, C, CW);
-                        b |= (uint)(fl[j0 + j] ? c <= th[j0 + j] : c >= th[j0 + j]) << j;
-                    }
-                    bits[i][j0 / 32] |= b << (j0 % 32);
-                }
-            }
-            for (int i = 0; i < tile; ++i)
-                for (int k = 0; k < XCONV_WORDS; ++k) {
-                    any[owner[r0 + i]][k] |= bits[i][k];
-                    all[owner[r0 + i]][k] &= bits[i][k];
-                }
-        }
+        if (full == 1)
+            XCONV_FLUSH(inner, 1);
+        else if (full == 2)
+            XCONV_FLUSH(border, 0);
     }
+    XCONV_FLUSH(inner, 1);
+    XCONV_FLUSH(border, 0);
+#undef XCONV_FLUSH
 #undef XCONV_WINDOW
     for (int t = 0; t < qend - bq; ++t) {
         __global uint *o = out + (size_t)(bq + t) * RW;

@@ -242,3 +242,20 @@ def test_blocks_grid_in_either_order(profiled_runtime, rng, monkeypatch, rows_fi
     out = ops.bconv2d(to_bits(runtime, x), to_bits(runtime, w), stride, padding)
     np.testing.assert_array_equal(out.numpy(), reference.conv2d(x, w, stride, padding, 0))
     _check_conv_threshold(runtime, rng, x, w, stride, padding, "zero", POOLS[1], True)
+
+
+def test_filters_by_word_in_groups_of_32(profiled_runtime, rng):
+    # The AVX-512 blocks conv's second form of the filters (bconv2d_cpu_weights), checked on
+    # every 64-bit profile so that Oclgrind runs it too: word k of filter 32 g + j at
+    # (g * KQ + k) * 32 + j, filters past OC 0.
+    from espresso_cl.ops import conv
+
+    runtime = _blocks_runtime(profiled_runtime)
+    oc, kh, kw, c = 70, 3, 3, 130
+    w = to_bits(runtime, choice_pm1(rng, (oc, kh, kw, c)))
+    rows = w.numpy().view(np.uint64).reshape(oc, -1)  # each filter's 64-bit words
+    kq = rows.shape[1]
+    out = conv.filter_words_by_group(w, kq, runtime.profile.defines(None)).numpy().view(np.uint64).reshape(-1)
+    expected = np.zeros((96, kq), np.uint64)
+    expected[:oc] = rows
+    np.testing.assert_array_equal(out, expected.reshape(3, 32, kq).transpose(0, 2, 1).reshape(-1))

@@ -158,22 +158,24 @@ def _bconv2d_blocks(variant, x: Tensor, w: Tensor, g: ConvGeometry) -> Tensor:
 
 def _filters_by_word(w: Tensor, g: ConvGeometry, cw: int, defines) -> Tensor:
     """bconv2d_cpu.cl's second form of the filters: by word in groups of 32 for the AVX-512
-    tiles (the profile's x86 machine code; bconv2d_cpu_weights, once per weight tensor), ``w``
-    itself for the others, which read only the filters by row."""
-    runtime = w.runtime
-    if not runtime.profile.x86_machine_code:
+    tiles (the profile's x86 machine code; :func:`filter_words_by_group`, once per weight
+    tensor), ``w`` itself for the others, which read only the filters by row."""
+    if not w.runtime.profile.x86_machine_code:
         return w
+    return w.derived("bconv2d_cpu_weights", lambda: filter_words_by_group(w, g.kh * g.kw * cw, defines))
+
+
+def filter_words_by_group(w: Tensor, kq: int, defines) -> Tensor:
+    """Filters of ``kq`` 64-bit words each (bits, OC x ...) -> 64-bit words in groups of 32
+    filters (bconv2d_cpu_weights): word k of filter 32 g + j at (g * kq + k) * 32 + j, filters
+    past OC 0. One 64-bit word per row of the result."""
+    runtime = w.runtime
     oc = w.shape[0]
-    kq = g.kh * g.kw * cw
     ocp = round_up(oc, 32)
     variant = registry.BY_NAME["bconv2d_cpu"]
-
-    def by_word():
-        out = Tensor(runtime, (kq * ocp, 64), "bits")  # one 64-bit word a row
-        launch(runtime, variant.file, variant.kernels[1], defines, (ocp, kq), None, oc, kq, ocp, w, out)
-        return out
-
-    return w.derived("bconv2d_cpu_weights", by_word)
+    out = Tensor(runtime, (kq * ocp, 64), "bits")
+    launch(runtime, variant.file, variant.kernels[1], defines, (ocp, kq), None, oc, kq, ocp, w, out)
+    return out
 
 
 def _bconv2d_igemm(variant, x: Tensor, w: Tensor, g: ConvGeometry, one_pad: bool) -> Tensor:
