@@ -13,8 +13,8 @@
  * words with no bounds test (the launcher skips it when nothing is padded).
  *
  * The CPU profiles run two other paths instead: window rows (bconv2d_im2col.cl) multiplied by
- * the XNOR GEMM and a border fix-up, or, on AVX-512 CPUs with zero padding, bconv2d_avx512.cl
- * (one kernel on xnor_cpu.h's AVX-512 vectors and tile steps).
+ * the XNOR GEMM and a border fix-up, or, with zero padding where the profile prefers it,
+ * bconv2d_cpu.cl (one kernel on xnor_cpu.h's register tiles).
  */
 #include "common.h"
 #include "tiles.h"
@@ -159,8 +159,8 @@ void bconv2d(const int N, const int H, const int W, const int C,
 }
 
 /* bconv2d, the folded batch-norm + sign of threshold_pack (kernels/pack.cl) and the max-pool
- * of the bits (maxpool_bits, kernels/pool.cl) in one launch, as bconv2d_avx512_threshold
- * (kernels/bconv2d_avx512.cl) defines them: pool windows PKH x PKW, PSTRIDE, PPAD_TOP,
+ * of the bits (maxpool_bits, kernels/pool.cl) in one launch, as bconv2d_cpu_threshold
+ * (kernels/bconv2d_cpu.cl) defines them: pool windows PKH x PKW, PSTRIDE, PPAD_TOP,
  * PPAD_LEFT on the OH x OW conv output -> POH x POW pooled pixels (no pool: 1 x 1, stride 1),
  * a window's bits ORed, ANDed in flipped channels when and_flips; out: N x POH x POW pixels of
  * RW 32-bit words, pad bits and pad words 0.

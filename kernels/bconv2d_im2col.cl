@@ -1,5 +1,5 @@
 /* Binary convolution as window rows (im2col) multiplied by the XNOR GEMM: what the CPU
- * profiles run where the AVX-512 kernel (bconv2d_avx512.cl) does not apply. Bit layout in
+ * profiles run where the blocks kernel (bconv2d_cpu.cl) is not preferred. Bit layout in
  * common.h; the launcher is espresso_cl/ops/conv.py.
  */
 #include "common.h"

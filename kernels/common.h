@@ -51,7 +51,7 @@ typedef uint word_t;
 
 /* The loops of a register block (an R x NC block of accumulators acc[i][j]), shared by the
  * tiled kernels (through tiles.h) and the CPU micro-kernels (xnor_cpu.h, float_cpu.h,
- * bconv2d_avx512.cl). Macros rather than functions: the accumulators must stay in registers,
+ * bconv2d_cpu.cl). Macros rather than functions: the accumulators must stay in registers,
  * and a function taking them by pointer relies on every compiler inlining it (PoCL calls what
  * it does not inline); the AVX-512 micro-kernels could not call one across their target
  * attribute either. Every loop over a block is unrolled: PoCL leaves such loops rolled,
