@@ -316,6 +316,14 @@ static inline int xconv_one_pad(const __global ulong *wf, const int y, const int
     return sum;
 }
 
+/* Both kernels' view of their operands: a window row's RUN words, a filter's KQ, an image
+ * row's ROW, and x, w and wt as xnor_cpu.h's 64-bit words. */
+#define XCONV_OPERANDS()                                                                      \
+    const int RUN = KW * CW;                                                                  \
+    const long KQ = (long)KH * RUN, ROW = (long)W * CW;                                       \
+    const __global ulong *x64 = (const __global ulong *)x;                                    \
+    const __global ulong *w64 = (const __global ulong *)w, *wt64 = (const __global ulong *)wt
+
 /* x: N x H x W pixels of CW words, w: OC x KH x KW x CW words (filters by row, KQ words each),
  * wt: the filters by word for the AVX-512 tiles (bconv2d_cpu_weights; w again elsewhere) -> out: N x OH x OW x OC, zero padding. Launch: global (ceil(OC / TN), ceil(NP / TM)) (swapped with ROWS_FIRST),
  * local (1, 1): one work-item per work-group owns pixels bp .. bp + TM - 1 and channels
@@ -329,11 +337,8 @@ void bconv2d_cpu(const int N, const int H, const int W, const int C,
                  __global const word_t *restrict wt,
                  __global int *restrict out)
 {
-    const int NP = N * OH * OW, RUN = KW * CW;
-    const long KQ = (long)KH * RUN;
-    const __global ulong *w64 = (const __global ulong *)w, *wt64 = (const __global ulong *)wt;
-    const long ROW = (long)W * CW;
-    const __global ulong *x64 = (const __global ulong *)x;  /* xnor_cpu.h's 64-bit words */
+    const int NP = N * OH * OW;
+    XCONV_OPERANDS();
     const int bp = BLOCK_ROW() * TM, boc = BLOCK_COL() * TN;
     const int pend = min(NP, bp + TM), ocend = min(OC, boc + TN);
     int acc[XCONV_TR * XCONV_TC];
@@ -405,11 +410,8 @@ void bconv2d_cpu_threshold(const int N, const int H, const int W, const int C,
                               __global const int *restrict flip,
                               __global uint *restrict out)
 {
-    const int NQ = N * POH * POW, RUN = KW * CW;
-    const long KQ = (long)KH * RUN;
-    const __global ulong *w64 = (const __global ulong *)w, *wt64 = (const __global ulong *)wt;
-    const long ROW = (long)W * CW;
-    const __global ulong *x64 = (const __global ulong *)x;  /* xnor_cpu.h's 64-bit words */
+    const int NQ = N * POH * POW;
+    XCONV_OPERANDS();
     const int bq = BLOCK_ROW() * TM, boc = BLOCK_COL() * TN;
     const int qend = min(NQ, bq + TM), ocend = min(OC, boc + TN);
     /* Per channel of the block its test; per word the flips and the channels below OC. */
